@@ -1,0 +1,126 @@
+"""The `call_model` activity: one chat completion through the `openai` client.
+
+Not workflow-safe. The client has `max_retries=0` (Temporal retries, so every
+attempt is in history); keys come from the worker's environment through
+`EndpointRegistry` and never appear in inputs, results or errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import openai
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.model.endpoints import Endpoint, EndpointNotConfigured, EndpointRegistry
+from activities.model.errors import to_application_error
+from activities.model.parser import parse_text_tool_calls
+from activities.model.pricing import Pricing
+from activities.model.transcripts import TranscriptGap, TranscriptStore
+from contracts.errors import MODEL_CALL_REJECTED, MODEL_RESPONSE_INVALID, TRANSCRIPT_MISSING
+from contracts.model import ChatMessage, ModelCallInput, ModelCallResult, ToolCall, Usage
+
+
+def to_openai_message(m: ChatMessage) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in m.tool_calls
+        ]
+    if m.tool_call_id:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+class ModelActivities:
+    def __init__(self, endpoints: EndpointRegistry, transcripts: TranscriptStore, pricing: Pricing | None = None):
+        self._endpoints = endpoints
+        self._transcripts = transcripts
+        self._pricing = pricing or Pricing()
+        self._clients: dict[tuple[str, str], openai.AsyncOpenAI] = {}
+
+    def _client(self, ep: Endpoint) -> openai.AsyncOpenAI:
+        key = (ep.base_url, ep.api_key)
+        client = self._clients.get(key)
+        if client is None:
+            client = openai.AsyncOpenAI(base_url=ep.base_url, api_key=ep.api_key, max_retries=0)
+            self._clients[key] = client
+        return client
+
+    @activity.defn(name="call_model")
+    async def call_model(self, inp: ModelCallInput) -> ModelCallResult:
+        try:
+            ep = self._endpoints.resolve(inp.model.endpoint)
+        except EndpointNotConfigured as e:
+            raise ApplicationError(str(e), type=MODEL_CALL_REJECTED, non_retryable=True) from None
+        try:
+            messages = await asyncio.to_thread(
+                self._transcripts.extend, inp.transcript_id, inp.base_seq, inp.delta
+            )
+        except TranscriptGap as e:
+            raise ApplicationError(str(e), type=TRANSCRIPT_MISSING, non_retryable=True) from None
+
+        model_name = ep.model_override or inp.model.name
+        kwargs: dict[str, Any] = {
+            "model": model_name,
+            "messages": [to_openai_message(m) for m in messages],
+            "temperature": inp.model.temperature,
+            "max_tokens": inp.model.max_tokens,
+            "timeout": inp.model.timeout_seconds,
+        }
+        if inp.tools:
+            kwargs["tools"] = [
+                {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+                for t in inp.tools
+            ]
+            kwargs["tool_choice"] = inp.tool_choice
+        elif inp.response_schema is not None:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": inp.response_schema},
+            }
+        try:
+            resp = await self._client(ep).chat.completions.create(**kwargs)
+        except openai.OpenAIError as e:
+            if isinstance(e, (openai.APIStatusError, openai.APIConnectionError)):
+                raise to_application_error(e, ep.profile) from None
+            raise ApplicationError(f"model call failed: {type(e).__name__}: {e}", type=MODEL_RESPONSE_INVALID) from None
+
+        if not resp.choices:
+            raise ApplicationError("endpoint answered without choices", type=MODEL_RESPONSE_INVALID)
+        choice = resp.choices[0]
+        calls = [
+            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
+            for c in (choice.message.tool_calls or [])
+            if getattr(c, "function", None) is not None
+        ]
+        from_text = False
+        if not calls and inp.tools:
+            calls = parse_text_tool_calls(choice.message.content, {t.name for t in inp.tools})
+            from_text = bool(calls)
+        reply = ChatMessage(
+            role="assistant", content=None if from_text else choice.message.content, tool_calls=calls
+        )
+        await asyncio.to_thread(
+            self._transcripts.append_reply, inp.transcript_id, inp.base_seq + len(inp.delta), reply
+        )
+        u = resp.usage
+        prompt_tokens = u.prompt_tokens if u else 0
+        completion_tokens = u.completion_tokens if u else 0
+        return ModelCallResult(
+            message=reply,
+            usage=Usage(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                cost_usd=self._pricing.cost(model_name, prompt_tokens, completion_tokens),
+                model_calls=1,
+            ),
+            model=resp.model or model_name,
+            finish_reason=choice.finish_reason,
+            tool_calls_from_text=from_text,
+            attempt=activity.info().attempt,
+        )
+

@@ -1,0 +1,99 @@
+"""The conversation store: each run's messages, kept outside workflow history.
+
+Not workflow-safe (SQL I/O). The model activity receives only the messages new
+since its last call and the count the store must already hold (`base_seq`); it
+writes them and the model's reply at fixed positions, so a retried attempt
+rewrites the same rows instead of appending twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from sqlmodel import Field, Session, SQLModel, col, delete, select
+
+from activities.db import engine_for
+from contracts.model import ChatMessage
+
+
+class TranscriptMessage(SQLModel, table=True):
+    __tablename__ = "transcript_message"
+    transcript_id: str = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    message: str
+
+
+class TranscriptGap(LookupError):
+    """The store holds fewer messages than the workflow expects."""
+
+
+class TranscriptStore:
+    """SQL-backed, with a small in-process cache so a run's turns on one worker skip the read."""
+
+    def __init__(self, db_url: str, cache_size: int = 2048) -> None:
+        self._db_url = db_url
+        self._cache: OrderedDict[str, list[ChatMessage]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def extend(self, transcript_id: str, base_seq: int, delta: list[ChatMessage]) -> list[ChatMessage]:
+        """Put `delta` at positions `base_seq...` and return the whole transcript."""
+        prefix = self._prefix(transcript_id, base_seq)
+        self._write(transcript_id, base_seq, delta)
+        full = prefix + list(delta)
+        self._remember(transcript_id, full)
+        return full
+
+    def append_reply(self, transcript_id: str, seq: int, reply: ChatMessage) -> None:
+        self._write(transcript_id, seq, [reply])
+        with self._lock:
+            cached = self._cache.get(transcript_id)
+            if cached is not None and len(cached) == seq:
+                cached.append(reply)
+
+    def load(self, transcript_id: str) -> list[ChatMessage]:
+        with Session(engine_for(self._db_url)) as s:
+            rows = s.exec(
+                select(TranscriptMessage)
+                .where(TranscriptMessage.transcript_id == transcript_id)
+                .order_by(col(TranscriptMessage.seq))
+            ).all()
+        return [ChatMessage.model_validate_json(r.message) for r in rows]
+
+    def _prefix(self, transcript_id: str, base_seq: int) -> list[ChatMessage]:
+        if base_seq == 0:
+            return []
+        with self._lock:
+            cached = self._cache.get(transcript_id)
+            if cached is not None and len(cached) >= base_seq:
+                return list(cached[:base_seq])
+        stored = self.load(transcript_id)
+        if len(stored) < base_seq:
+            raise TranscriptGap(
+                f"transcript {transcript_id} holds {len(stored)} messages, the run expects {base_seq}"
+            )
+        return stored[:base_seq]
+
+    def _write(self, transcript_id: str, base_seq: int, messages: list[ChatMessage]) -> None:
+        with Session(engine_for(self._db_url)) as s:
+            s.exec(
+                delete(TranscriptMessage).where(
+                    TranscriptMessage.transcript_id == transcript_id,
+                    col(TranscriptMessage.seq) >= base_seq,
+                )
+            )
+            for i, m in enumerate(messages):
+                s.add(
+                    TranscriptMessage(
+                        transcript_id=transcript_id, seq=base_seq + i, message=m.model_dump_json(exclude_defaults=True)
+                    )
+                )
+            s.commit()
+
+    def _remember(self, transcript_id: str, full: list[ChatMessage]) -> None:
+        with self._lock:
+            self._cache[transcript_id] = full
+            self._cache.move_to_end(transcript_id)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)

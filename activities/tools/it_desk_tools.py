@@ -1,0 +1,86 @@
+"""Declarations of the IT service desk tools used by the reference agent.
+
+Workflow-safe: models and metadata only; the implementations are in
+`activities.tools.it_desk_activities`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from activities.tools.catalog import declare
+from contracts.tools import DataClass, SideEffect, ToolMeta
+
+
+class Category(StrEnum):
+    ACCESS = "access"
+    HARDWARE = "hardware"
+    SOFTWARE = "software"
+    NETWORK = "network"
+    EMAIL = "email"
+    SECURITY = "security"
+    OTHER = "other"
+
+
+class Priority(StrEnum):
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+
+
+class LookupRequesterArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="Requester's email address.")
+
+
+class RequesterRecord(BaseModel):
+    found: bool
+    email: str
+    name: str | None = None
+    department: str | None = None
+    location: str | None = None
+    vip: bool = False
+
+
+class CreateTicketArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    requester_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="Requester's email address.")
+    category: Category = Field(description="Ticket category.")
+    priority: Priority = Field(description="P1 (outage, many users) to P4 (request, no urgency).")
+    summary: str = Field(min_length=5, max_length=200, description="One-line summary of the problem.")
+
+
+class TicketRecord(BaseModel):
+    ticket_id: str
+    status: str
+    created: bool
+    """False when an earlier call with the same idempotency key already created it."""
+
+
+LOOKUP_REQUESTER = declare(
+    ToolMeta(
+        name="lookup_requester",
+        description="Look up the person who raised the ticket in the employee directory.",
+        side_effect=SideEffect.READ,
+        data_classes=(DataClass.PII,),
+        start_to_close=timedelta(seconds=10),
+    ),
+    LookupRequesterArgs,
+    RequesterRecord,
+)
+
+CREATE_TICKET = declare(
+    ToolMeta(
+        name="create_ticket",
+        description="Open a ticket in the service desk queue. Call once per request.",
+        side_effect=SideEffect.WRITE,
+        data_classes=(DataClass.PII, DataClass.INTERNAL),
+        start_to_close=timedelta(seconds=15),
+    ),
+    CreateTicketArgs,
+    TicketRecord,
+)

@@ -1,0 +1,162 @@
+"""`FactoryClient`: how business systems start agent runs and read their results.
+
+Not workflow-safe. Input is checked against the agent's input schema before
+anything starts, and a refused input raises `RunInputRejected` with one
+sentence per problem, naming the field. A run's workflow id is its business key
+(`agent/<name>/<tenant>/<run key>`), so starting the same run twice returns the
+first run instead of starting another.
+
+    async with await FactoryClient.connect() as factory:   # or FactoryClient(client, agents_dir)
+        handle = await factory.start_run("it-triage", {...}, tenant="acme", run_key="T-1001")
+        result = await handle.result()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+
+from aifactory.check import check_agent
+from aifactory.registry import find_agent
+from contracts import search
+from contracts.agent import AgentRelease
+from contracts.run import AgentRunInput, AgentRunResult, RunStatus, run_workflow_id
+from contracts.schema import schema_problems
+from workers.settings import Settings, connect
+from workflows.agent import AgentWorkflow
+
+
+class RunInputRejected(ValueError):
+    """The run was not started: its input, tenant or run key is invalid."""
+
+    def __init__(self, agent: str, problems: list[str]) -> None:
+        self.agent = agent
+        self.problems = problems
+        super().__init__(f"run input for agent {agent!r} rejected: " + "; ".join(problems))
+
+
+class AgentNotAdmitted(ValueError):
+    """The agent fails the admission gate (`aifactory check`)."""
+
+
+class RunFailed(RuntimeError):
+    """The run ended without a result; `type` is the typed failure (see contracts.errors)."""
+
+    def __init__(self, workflow_id: str, type_: str | None, message: str) -> None:
+        self.workflow_id = workflow_id
+        self.type = type_
+        super().__init__(f"run {workflow_id} failed ({type_ or 'error'}): {message}")
+
+
+@dataclass
+class RunHandle:
+    workflow_id: str
+    started: bool
+    """False when a run with this business key already existed and was returned instead."""
+    handle: WorkflowHandle
+
+    async def result(self) -> AgentRunResult:
+        try:
+            return await self.handle.result()
+        except WorkflowFailureError as e:
+            cause = e.cause
+            while cause is not None and not isinstance(cause, ApplicationError) and cause.__cause__ is not None:
+                cause = cause.__cause__
+            if isinstance(cause, ApplicationError):
+                raise RunFailed(self.workflow_id, cause.type, cause.message) from None
+            raise RunFailed(self.workflow_id, None, str(e.cause or e)) from None
+
+    async def status(self) -> RunStatus:
+        return await self.handle.query("status", result_type=RunStatus)
+
+    async def execution_status(self) -> WorkflowExecutionStatus | None:
+        return (await self.handle.describe()).status
+
+
+class FactoryClient:
+    def __init__(self, client: Client, agents_dir: Path) -> None:
+        self.client = client
+        self.agents_dir = agents_dir
+
+    @classmethod
+    async def connect(cls, settings: Settings | None = None) -> "FactoryClient":
+        settings = settings or Settings.from_env()
+        return cls(await connect(settings), settings.agents_dir)
+
+    async def __aenter__(self) -> "FactoryClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        return None
+
+    def release(self, agent: str) -> AgentRelease:
+        """The agent as admitted, or `AgentNotAdmitted` listing what the gate refused."""
+        loaded = find_agent(self.agents_dir, agent)
+        problems = check_agent(loaded)
+        if problems or loaded.release is None:
+            raise AgentNotAdmitted(f"agent {agent!r} is not admitted: " + "; ".join(map(str, problems)))
+        return loaded.release
+
+    def build_input(
+        self, agent: str, input: dict[str, Any], *, tenant: str, run_key: str, requester: str = ""
+    ) -> AgentRunInput:
+        release = self.release(agent)
+        if not isinstance(input, dict):
+            raise RunInputRejected(agent, ["input must be a JSON object"])
+        problems = schema_problems(release.spec.input_schema, input)
+        try:
+            run_input = AgentRunInput(release=release, input=input, tenant=tenant, run_key=run_key, requester=requester)
+        except ValidationError as e:
+            problems += [f"{'.'.join(map(str, err['loc']))} {err['msg'].removeprefix('Value error, ')}" for err in e.errors()]
+            run_input = None
+        if problems or run_input is None:
+            raise RunInputRejected(agent, problems)
+        return run_input
+
+    async def start_run(
+        self, agent: str, input: dict[str, Any], *, tenant: str, run_key: str, requester: str = ""
+    ) -> RunHandle:
+        """Start a run, or return the existing run with the same business key."""
+        run_input = self.build_input(agent, input, tenant=tenant, run_key=run_key, requester=requester)
+        return await self.start_prepared(run_input)
+
+    async def start_prepared(self, run_input: AgentRunInput) -> RunHandle:
+        release = run_input.release
+        spec = release.spec
+        wid = run_input.workflow_id
+        try:
+            handle = await self.client.start_workflow(
+                AgentWorkflow.run,
+                run_input,
+                id=wid,
+                task_queue=spec.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(search.AGENT_NAME, spec.name),
+                        SearchAttributePair(search.AGENT_VERSION, release.release_version),
+                        SearchAttributePair(search.AGENT_OWNER, spec.owner.name),
+                        SearchAttributePair(search.TENANT, run_input.tenant),
+                    ]
+                ),
+                static_summary=f"{spec.name} {release.release_version} for {run_input.tenant}",
+                static_details=f"Owner: {spec.owner.name} ({spec.owner.contact}) · run key {run_input.run_key}",
+            )
+        except WorkflowAlreadyStartedError:
+            # Same business key, open or closed: the run exists once; hand back that run.
+            return RunHandle(wid, False, self.client.get_workflow_handle(wid, result_type=AgentRunResult))
+        return RunHandle(wid, True, handle)
+
+    def run_handle(self, agent: str, tenant: str, run_key: str) -> RunHandle:
+        wid = run_workflow_id(agent, tenant, run_key)
+        return RunHandle(wid, False, self.client.get_workflow_handle(wid, result_type=AgentRunResult))
+
+    def handle(self, workflow_id: str) -> RunHandle:
+        return RunHandle(workflow_id, False, self.client.get_workflow_handle(workflow_id, result_type=AgentRunResult))

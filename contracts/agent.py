@@ -1,0 +1,176 @@
+"""The agent spec: what every agent must declare to be admitted to the factory.
+
+Workflow-safe. The spec is data (`agents/<name>/agent.yaml` + `prompt.md` +
+`runbook.md`); the loader and the admission gate live in `aifactory.registry`
+and `aifactory.check`. Field docstrings are the reference documentation and
+become the JSON schema descriptions.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
+)
+AGENT_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+EMAIL_OR_CHANNEL = re.compile(r"^(\S+@\S+\.\S+|#[\w.-]+|https?://\S+)$")
+
+#: `rollback_to` value for a first release: roll back by taking the agent out of service.
+WITHDRAW = "withdraw"
+
+
+def semver_key(version: str) -> tuple[int, int, int]:
+    """The (major, minor, patch) of a semantic version, for ordering."""
+    m = SEMVER.match(version)
+    if not m:
+        raise ValueError(f"not a semantic version: {version!r}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class Owner(_Strict):
+    """The named person who answers for the agent."""
+
+    name: str = Field(min_length=3)
+    """Full name of the accountable person (not a team alias)."""
+    contact: str
+    """Where to reach them: an email address, a chat channel (`#team-x`) or a URL."""
+
+    @field_validator("name")
+    @classmethod
+    def _named_person(cls, v: str) -> str:
+        if len(v.split()) < 2:
+            raise ValueError("must be a named person: first and last name")
+        return v
+
+    @field_validator("contact")
+    @classmethod
+    def _reachable(cls, v: str) -> str:
+        if not EMAIL_OR_CHANNEL.match(v):
+            raise ValueError("must be an email address, a #channel or an http(s) URL")
+        return v
+
+
+class ModelSettings(_Strict):
+    """Which model the agent talks to and how."""
+
+    name: str = Field(min_length=1)
+    """Model name as the endpoint knows it (for example `gpt-4o-mini`, `qwen2.5-coder`)."""
+    endpoint: str = Field(default="default", pattern=r"^[a-z][a-z0-9_]*$")
+    """Endpoint profile; its URL and key come from the worker's environment
+    (`AIFACTORY_ENDPOINT_<PROFILE>_BASE_URL`, `..._API_KEY`), never from the spec."""
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    """Sampling temperature; 0 for repeatable behaviour."""
+    max_tokens: int = Field(default=512, ge=1, le=32768)
+    """Upper bound on tokens generated per model call."""
+    timeout_seconds: float = Field(default=60.0, gt=0, le=900)
+    """How long one model call may take before Temporal retries it."""
+
+
+class SLO(_Strict):
+    """Service level objective the agent is operated against."""
+
+    latency_p95_seconds: float = Field(gt=0)
+    """95th percentile of run duration, start to result, in seconds."""
+    success_rate: float = Field(gt=0, le=1)
+    """Fraction of runs that must end with a valid result (for example 0.98)."""
+
+
+class AgentSpec(_Strict):
+    """An agent, as admitted to the factory. Every field is part of the deployment standard."""
+
+    name: str
+    """Agent name: lowercase letters, digits and dashes; also the folder name."""
+    version: str
+    """Semantic version of this agent (`MAJOR.MINOR.PATCH`)."""
+    owner: Owner
+    """The named person accountable for this agent."""
+    description: str = Field(min_length=10)
+    """What the agent does, in a sentence or two."""
+    business_function: str = Field(min_length=2)
+    """The business function it serves (for example `IT service desk`)."""
+    input_schema: dict[str, Any]
+    """JSON Schema of the run input; business systems are held to it at start."""
+    output_schema: dict[str, Any]
+    """JSON Schema the final answer must satisfy."""
+    model: ModelSettings
+    """Model settings."""
+    tools: list[str] = Field(default_factory=list)
+    """Tools the agent may call (least privilege: nothing else is offered or run)."""
+    step_limit: int = Field(ge=1, le=1000)
+    """Maximum model turns in one run; stops reasoning loops."""
+    cost_limit_usd: float = Field(ge=0)
+    """Hard cap on model cost per run, in US dollars."""
+    slo: SLO
+    """Service level objective."""
+    escalation_contact: str
+    """Who is called when the agent misbehaves or its SLO is breached."""
+    runbook: str
+    """Path of the runbook, relative to the agent folder (usually `runbook.md`)."""
+    rollback_to: str
+    """Version to roll back to, or `withdraw` for a first release."""
+    task_queue: str = "aifactory-agents"
+    """Task queue whose workers run this agent."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not AGENT_NAME.match(v):
+            raise ValueError("must be lowercase letters, digits and dashes, starting with a letter")
+        return v
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if not SEMVER.match(v) or "+" in v:
+            raise ValueError("must be a semantic version MAJOR.MINOR.PATCH")
+        return v
+
+    @field_validator("rollback_to")
+    @classmethod
+    def _rollback(cls, v: str) -> str:
+        if v != WITHDRAW and not SEMVER.match(v):
+            raise ValueError(f"must be an earlier semantic version or {WITHDRAW!r}")
+        return v
+
+    @field_validator("escalation_contact")
+    @classmethod
+    def _escalation(cls, v: str) -> str:
+        if not EMAIL_OR_CHANNEL.match(v):
+            raise ValueError("must be an email address, a #channel or an http(s) URL")
+        return v
+
+    @field_validator("input_schema", "output_schema")
+    @classmethod
+    def _object_schema(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if v.get("type") != "object":
+            raise ValueError('must be a JSON Schema with "type": "object"')
+        return v
+
+
+class AgentRelease(_Strict):
+    """An agent spec bound to the exact prompt it runs with: what a run carries.
+
+    The prompt's SHA-256 is part of the release version (`1.2.0+prompt.<12 hex>`),
+    so every run records which prompt it used.
+    """
+
+    spec: AgentSpec
+    """The admitted spec."""
+    prompt: str
+    """The system prompt text (`prompt.md`)."""
+    prompt_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 of the prompt text, hex."""
+
+    @property
+    def release_version(self) -> str:
+        """Semantic version with the prompt hash as build metadata."""
+        return f"{self.spec.version}+prompt.{self.prompt_sha256[:12]}"

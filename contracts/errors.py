@@ -1,0 +1,44 @@
+"""Typed failure names that runs end with.
+
+Workflow-safe. Each name is the `type` of an `ApplicationError` raised by the
+platform; callers and operators match on these strings, so they are wire API:
+add new ones, never rename.
+
+    RunFailure (the workflow's own, non-retryable)
+    ├── InvalidRunInput        run input does not match the agent's input schema
+    ├── ToolArgumentsInvalid   the model kept proposing invalid tool calls
+    ├── OutputInvalid          the final answer failed validation after repair
+    ├── StepLimitExceeded      the reasoning loop hit the agent's step limit
+    ├── BudgetExceeded         the next model call would pass the run's cost cap
+    └── TranscriptMissing      the conversation store lost the run's transcript
+    ModelUnavailable           the endpoint kept failing until the retries ran out
+    ModelCallRejected          the endpoint refused the call (4xx other than 408/409/429)
+    ModelResponseInvalid       the endpoint answered with something unusable
+    ToolFailed                 a tool raised a non-retryable error
+"""
+
+INVALID_RUN_INPUT = "InvalidRunInput"
+TOOL_ARGUMENTS_INVALID = "ToolArgumentsInvalid"
+OUTPUT_INVALID = "OutputInvalid"
+STEP_LIMIT_EXCEEDED = "StepLimitExceeded"
+BUDGET_EXCEEDED = "BudgetExceeded"
+TRANSCRIPT_MISSING = "TranscriptMissing"
+MODEL_CALL_REJECTED = "ModelCallRejected"
+MODEL_RESPONSE_INVALID = "ModelResponseInvalid"
+MODEL_UNAVAILABLE = "ModelUnavailable"
+TOOL_FAILED = "ToolFailed"
+
+#: Failures a run ends with by design; anything else is a platform fault.
+RUN_FAILURES = frozenset(
+    {
+        INVALID_RUN_INPUT,
+        TOOL_ARGUMENTS_INVALID,
+        OUTPUT_INVALID,
+        STEP_LIMIT_EXCEEDED,
+        BUDGET_EXCEEDED,
+        TRANSCRIPT_MISSING,
+        MODEL_CALL_REJECTED,
+        MODEL_RESPONSE_INVALID,
+        MODEL_UNAVAILABLE,
+    }
+)

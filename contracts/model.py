@@ -1,0 +1,85 @@
+"""Model-call contracts: chat messages, the model activity's input and result.
+
+Workflow-safe. The model activity receives only the *new* messages of a turn
+(`delta`) plus a reference to the run's transcript, so history grows with each
+message once instead of carrying the whole conversation on every call.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from contracts.agent import ModelSettings
+
+
+class ToolCall(BaseModel):
+    """A tool call proposed by the model. `arguments` is the raw JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = None
+
+
+class ToolSchema(BaseModel):
+    """A tool as offered to the model (OpenAI `tools` entry)."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+class Usage(BaseModel):
+    """Tokens and cost; added up across every model call of a run, retries included."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    model_calls: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=round(self.cost_usd + other.cost_usd, 10),
+            model_calls=self.model_calls + other.model_calls,
+        )
+
+
+class ModelCallInput(BaseModel):
+    transcript_id: str
+    """Stable id of the run's conversation (survives continue-as-new)."""
+    base_seq: int
+    """Number of messages the store must already hold before `delta` is appended."""
+    delta: list[ChatMessage]
+    """Messages new since the last call (or the whole conversation when `base_seq` is 0)."""
+    model: ModelSettings
+    tools: list[ToolSchema] = Field(default_factory=list)
+    tool_choice: Literal["auto", "none", "required"] = "auto"
+    response_schema: dict[str, Any] | None = None
+    """When set and no tools are offered, ask the endpoint for JSON matching it."""
+
+
+class ModelCallResult(BaseModel):
+    message: ChatMessage
+    """The assistant's reply, with tool calls normalised (also when written as text)."""
+    usage: Usage
+    model: str
+    """Model name the endpoint reported."""
+    finish_reason: str | None = None
+    tool_calls_from_text: bool = False
+    """True when the model wrote its tool call as JSON in the message text."""
+    attempt: int = 1
+    """Activity attempt that produced this result."""

@@ -1,0 +1,110 @@
+"""Run contracts: what a business system sends to start a run and gets back.
+
+Workflow-safe.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from contracts.agent import AgentRelease
+from contracts.model import ChatMessage, Usage
+from contracts.tools import ToolCallRecord
+
+TENANT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+RUN_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+def run_workflow_id(agent: str, tenant: str, run_key: str) -> str:
+    """The business key of a run: starting the same run twice starts it once."""
+    return f"agent/{agent}/{tenant}/{run_key}"
+
+
+class RunState(StrEnum):
+    STARTING = "starting"
+    CALLING_MODEL = "calling_model"
+    CALLING_TOOL = "calling_tool"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class RunCarry(BaseModel):
+    """State handed across continue-as-new, kept small on purpose."""
+
+    step: int
+    transcript_seq: int
+    usage: Usage
+    invalid_tool_calls: int = 0
+    repairs: int = 0
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    pending: list[ChatMessage] = Field(default_factory=list)
+    """Tool results not yet sent to the model."""
+
+
+class AgentRunInput(BaseModel):
+    """Input of `AgentWorkflow`."""
+
+    release: AgentRelease
+    """The agent spec and prompt this run uses, fixed for the whole run."""
+    input: dict[str, Any]
+    """The business input; must satisfy the agent's input schema."""
+    tenant: str
+    """Tenant the run belongs to (job order)."""
+    run_key: str
+    """Business key of the run within the tenant (ticket number, order id, ...)."""
+    requester: str = ""
+    """Who asked for the run (person or system)."""
+    history_budget_events: int = 0
+    """Continue as new once history has this many events (0: when Temporal suggests it)."""
+    carry: RunCarry | None = None
+    """Set only by continue-as-new."""
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, v: str) -> str:
+        if not TENANT.match(v):
+            raise ValueError("must be 1-63 lowercase letters, digits, '.', '_' or '-'")
+        return v
+
+    @field_validator("run_key")
+    @classmethod
+    def _run_key(cls, v: str) -> str:
+        if not RUN_KEY.match(v):
+            raise ValueError("must be 1-128 letters, digits, '.', '_', ':' or '-'")
+        return v
+
+    @property
+    def workflow_id(self) -> str:
+        return run_workflow_id(self.release.spec.name, self.tenant, self.run_key)
+
+
+class AgentRunResult(BaseModel):
+    """Result of `AgentWorkflow`: the validated output and how it was reached."""
+
+    output: dict[str, Any]
+    agent: str
+    agent_version: str
+    """Release version, including the prompt hash."""
+    prompt_sha256: str
+    tenant: str
+    run_key: str
+    steps: int
+    usage: Usage
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+
+
+class RunStatus(BaseModel):
+    """What the `status` query answers."""
+
+    state: RunState
+    step: int
+    step_limit: int
+    usage: Usage
+    waiting_on: str
+    """What the run waits on right now: the model, a tool, or nothing."""
+    tool_calls: int = 0
+    invalid_tool_calls: int = 0

@@ -1,0 +1,101 @@
+"""Tool contracts: how a tool is declared, invoked and recorded.
+
+Workflow-safe. A tool is an activity with a pydantic input and output model; its
+`ToolDefinition` (in `activities.tools.catalog`) pairs those models with the
+metadata below, which the workflow reads to validate arguments and schedule the
+activity.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SideEffect(StrEnum):
+    """What calling the tool does to the world."""
+
+    READ = "read"
+    """Reads only; safe to repeat."""
+    WRITE = "write"
+    """Changes a system of record; gets an idempotency key."""
+    EXTERNAL = "external"
+    """Reaches outside the enterprise (mail, payments, third parties); gets an idempotency key."""
+
+
+class DataClass(StrEnum):
+    """Classes of data a tool touches, for policy and audit."""
+
+    PII = "pii"
+    FINANCIAL = "financial"
+    HEALTH = "health"
+    CREDENTIALS = "credentials"
+    INTERNAL = "internal"
+    PUBLIC = "public"
+
+
+class ToolMeta(BaseModel):
+    """Declared properties of a tool, as the workflow and the policy gate see them."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")
+    """Tool name; also the activity name (wire API: never renamed once shipped)."""
+    description: str
+    """What the tool does, as the model reads it."""
+    side_effect: SideEffect
+    """Read, write or external."""
+    data_classes: tuple[DataClass, ...] = ()
+    """Data classes the tool touches."""
+    start_to_close: timedelta = timedelta(seconds=30)
+    """How long one attempt may take."""
+    schedule_to_close: timedelta = timedelta(minutes=10)
+    """How long the call may take across all retries."""
+    max_attempts: int = 5
+    """Attempts before the call fails (1 = no retry)."""
+    initial_retry_interval: timedelta = timedelta(seconds=1)
+    """First back-off between attempts; doubles each time."""
+
+    @property
+    def needs_idempotency_key(self) -> bool:
+        """Write and external tools get a key so a retried call has one effect."""
+        return self.side_effect is not SideEffect.READ
+
+
+class ToolContext(BaseModel):
+    """Who is calling a tool, passed to every tool activity with its arguments."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    """Business key of the run (the workflow id)."""
+    agent: str
+    tenant: str
+    step: int
+    call_index: int
+    idempotency_key: str | None = None
+    """Set for write and external tools: the same for every retry of this call."""
+
+
+class ToolOutcome(StrEnum):
+    OK = "ok"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    NOT_GRANTED = "not_granted"
+    UNKNOWN_TOOL = "unknown_tool"
+    FAILED = "failed"
+
+
+class ToolCallRecord(BaseModel):
+    """One tool call the model asked for and what became of it."""
+
+    step: int
+    call_id: str
+    tool: str
+    outcome: ToolOutcome
+    arguments: dict[str, Any] | None = None
+    """The validated arguments (None when they could not be parsed)."""
+    error: str | None = None
+    idempotency_key: str | None = None

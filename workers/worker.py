@@ -1,0 +1,76 @@
+"""Assemble a worker: the agent workflow, the model activity and every tool's activity.
+
+Not workflow-safe. The sandbox pass-through list is declared here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.model.activity import ModelActivities
+from activities.model.endpoints import EndpointRegistry
+from activities.model.pricing import Pricing
+from activities.model.transcripts import TranscriptStore
+from activities.tools.catalog import CATALOG
+from activities.tools.it_desk_activities import ItDeskActivities
+from workflows.agent import AgentWorkflow
+
+log = logging.getLogger("aifactory.worker")
+
+#: Modules the workflow sandbox shares with the worker instead of re-importing per run:
+#: deterministic, side-effect-free code (contracts, pure policies, tool declarations, jsonschema).
+PASSTHROUGH_MODULES = (
+    "contracts",
+    "policies",
+    "activities.tools.catalog",
+    "activities.tools.it_desk_tools",
+    "jsonschema",
+    "jsonschema_specifications",
+    "referencing",
+    "rpds",
+    "attrs",
+    "attr",
+)
+
+WORKFLOWS = [AgentWorkflow]
+
+
+def sandbox_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES))
+
+
+@dataclass
+class WorkerParts:
+    """What a worker process runs; tests swap in their own endpoints or database."""
+
+    db_url: str
+    endpoints: EndpointRegistry = field(default_factory=EndpointRegistry)
+    pricing: Pricing = field(default_factory=Pricing)
+    extra_activities: list = field(default_factory=list)
+
+    def activities(self) -> list:
+        model = ModelActivities(self.endpoints, TranscriptStore(self.db_url), self.pricing)
+        desk = ItDeskActivities(self.db_url)
+        acts = [model.call_model, *desk.activities(), *self.extra_activities]
+        names = {getattr(a, "__temporal_activity_definition").name for a in acts}
+        missing = sorted(set(CATALOG) - names)
+        if missing:
+            log.warning("tools declared without an implementation on this worker: %s", ", ".join(missing))
+        return acts
+
+
+def build_worker(client: Client, task_queue: str, parts: WorkerParts, **options) -> Worker:
+    """A worker for the agent workflow and every registered tool on `task_queue`."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=parts.activities(),
+        workflow_runner=sandbox_runner(),
+        **options,
+    )
