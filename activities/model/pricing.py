@@ -1,7 +1,7 @@
 """Turns a model call's token usage into US dollars.
 
 Not workflow-safe (reads a file named in the environment). Prices are USD per
-million tokens, input and output. Local and scripted models cost nothing.
+million tokens, input and output. Models not in the table (local and scripted ones) cost nothing.
 `AIFACTORY_PRICING` may name a JSON file `{"model": [input, output], ...}`
 that extends or overrides the defaults.
 """
@@ -19,7 +19,6 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4.1-mini": (0.40, 1.60),
     "gpt-4.1-nano": (0.10, 0.40),
 }
-FREE_PREFIXES = ("scripted", "local", "qwen", "llama", "mistral", "phi")
 
 
 class Pricing:

@@ -1,0 +1,305 @@
+"""`aifactory`: the command line for engineers and operators.
+
+Not workflow-safe.
+
+    aifactory agents list|show NAME      what is admitted, who owns it, which version
+    aifactory check [AGENT ...]          the admission gate (exit 1 with one line per problem)
+    aifactory run AGENT --tenant T --input JSON|@file [--run-key K] [--wait] [--json]
+    aifactory status RUN                 where a run is (step, cost, what it waits on)
+    aifactory worker                     run a worker against the configured cluster
+    aifactory dev                        dev server + worker, until Ctrl-C
+    aifactory demo                       dev server + worker + the reference agent on its samples
+    aifactory setup                      register the search attributes on a cluster
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aifactory.check import check_agent, check_all
+from aifactory.client import AgentNotAdmitted, FactoryClient, RunFailed, RunInputRejected
+from aifactory.registry import AgentNotFound, discover, find_agent
+from workers.settings import Settings
+
+
+class CliError(Exception):
+    """A clear, one-line refusal (exit code 2)."""
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+# -- agents and check -------------------------------------------------------------------------
+
+
+def cmd_agents(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "list":
+        rows = []
+        for agent in discover(settings.agents_dir):
+            r = agent.release
+            rows.append(
+                {
+                    "name": agent.name,
+                    "version": r.release_version if r else "-",
+                    "owner": r.spec.owner.name if r else "-",
+                    "function": r.spec.business_function if r else "-",
+                    "admitted": not check_agent(agent),
+                }
+            )
+        if args.json:
+            _print_json(rows)
+        else:
+            print(f"{'AGENT':<20} {'VERSION':<28} {'OWNER':<20} {'ADMITTED':<9} FUNCTION")
+            for row in rows:
+                print(f"{row['name']:<20} {row['version']:<28} {row['owner']:<20} {'yes' if row['admitted'] else 'NO':<9} {row['function']}")
+        return 0
+    if not args.name:
+        raise CliError("agents show needs an agent name")
+    agent = find_agent(settings.agents_dir, args.name)
+    problems = check_agent(agent)
+    if agent.release is None:
+        for p in problems:
+            print(p, file=sys.stderr)
+        return 1
+    r = agent.release
+    data = {
+        "release_version": r.release_version,
+        "prompt_sha256": r.prompt_sha256,
+        "folder": str(agent.folder),
+        "admitted": not problems,
+        "problems": [str(p) for p in problems],
+        "samples": sorted(agent.samples),
+        **r.spec.model_dump(mode="json"),
+    }
+    if args.json:
+        _print_json(data)
+        return 0
+    s = r.spec
+    print(f"{s.name} {r.release_version}  ({'admitted' if not problems else 'NOT admitted'})")
+    print(f"  {s.description}")
+    print(f"  owner:        {s.owner.name} <{s.owner.contact}>")
+    print(f"  function:     {s.business_function}")
+    print(f"  escalation:   {s.escalation_contact}")
+    print(f"  model:        {s.model.name} via endpoint profile '{s.model.endpoint}' (temperature {s.model.temperature}, max {s.model.max_tokens} tokens)")
+    print(f"  tools:        {', '.join(s.tools) or '(none)'}")
+    print(f"  limits:       {s.step_limit} steps, ${s.cost_limit_usd:.2f} per run")
+    print(f"  SLO:          p95 {s.slo.latency_p95_seconds:g}s, success {s.slo.success_rate:.1%}")
+    print(f"  runbook:      {agent.folder / s.runbook}")
+    print(f"  rollback to:  {s.rollback_to}")
+    print(f"  task queue:   {s.task_queue}")
+    print(f"  samples:      {', '.join(sorted(agent.samples)) or '(none)'}")
+    for p in problems:
+        print(f"  problem: {p}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    if args.agents:
+        results = {name: check_agent(find_agent(settings.agents_dir, name)) for name in args.agents}
+    else:
+        results = check_all(settings.agents_dir)
+    failed = 0
+    for name, problems in results.items():
+        if problems:
+            failed += 1
+            for p in problems:
+                print(p)
+        else:
+            print(f"ok: {name}")
+    if failed:
+        print(f"{failed} of {len(results)} agent(s) refused by the admission gate", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+
+def _read_input(raw: str) -> Any:
+    text = raw
+    if raw.startswith("@"):
+        path = Path(raw[1:])
+        if not path.is_file():
+            raise CliError(f"--input: file {path} does not exist")
+        text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CliError(f"--input is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+
+
+async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    payload = _read_input(args.input)
+    factory = await FactoryClient.connect(settings)
+    run_key = args.run_key or f"cli-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    handle = await factory.start_run(args.agent, payload, tenant=args.tenant, run_key=run_key, requester=args.requester)
+    verb = "started" if handle.started else "already exists (same business key); not started again"
+    if not args.wait:
+        if args.json:
+            _print_json({"workflow_id": handle.workflow_id, "started": handle.started})
+        else:
+            print(f"{handle.workflow_id}: {verb}")
+        return 0
+    if not args.json:
+        print(f"{handle.workflow_id}: {verb}; waiting for the result ...", file=sys.stderr)
+    try:
+        result = await handle.result()
+    except RunFailed as e:
+        if args.json:
+            _print_json({"workflow_id": handle.workflow_id, "failed": e.type, "message": str(e)})
+        else:
+            print(str(e), file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json({"workflow_id": handle.workflow_id, **result.model_dump(mode="json")})
+    else:
+        _print_json(result.output)
+        u = result.usage
+        print(
+            f"{result.agent} {result.agent_version}: {result.steps} steps, {u.total_tokens} tokens, ${u.cost_usd:.4f}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    factory = await FactoryClient.connect(settings)
+    handle = factory.handle(args.run)
+    desc = await handle.handle.describe()
+    status = await handle.status()
+    data = {"workflow_id": args.run, "execution": desc.status.name if desc.status else None, **status.model_dump(mode="json")}
+    if args.json:
+        _print_json(data)
+    else:
+        u = status.usage
+        print(
+            f"{args.run}: {data['execution']} · {status.state.value} · step {status.step}/{status.step_limit} · "
+            f"waiting on {status.waiting_on} · {u.total_tokens} tokens · ${u.cost_usd:.4f} · "
+            f"{status.tool_calls} tool calls ({status.invalid_tool_calls} refused)"
+        )
+    return 0
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+async def _until_interrupted() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from aifactory.stack import factory_stack
+
+    async with factory_stack(settings, model=args.model, start_server=False, say=lambda m: print(m, file=sys.stderr)) as stack:
+        print(f"worker on task queue '{settings.task_queue}' at {settings.address} · model: {stack.model_note}", flush=True)
+        await _until_interrupted()
+    return 0
+
+
+async def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    from aifactory.stack import factory_stack
+
+    async with factory_stack(settings, model=args.model) as stack:
+        print(f"AI Factory dev · model: {stack.model_note}")
+        print(f"Temporal at {settings.address} · worker on task queue '{settings.task_queue}'")
+        if stack.ui_url:
+            print(f"Temporal UI: {stack.runs_url()}")
+        print("Start a run:  aifactory run it-triage --tenant demo --input @agents/it-triage/samples/wifi-down.json --wait")
+        print("Ctrl-C stops the worker and the dev server; runs resume on the next start.", flush=True)
+        await _until_interrupted()
+    return 0
+
+
+async def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
+    from aifactory.stack import factory_stack
+
+    async with factory_stack(settings, run_worker=False) as stack:
+        from workers.search_attributes import ensure_search_attributes
+
+        added = await ensure_search_attributes(stack.client)
+        print(f"search attributes on {settings.address}/{settings.namespace}: " + (", ".join(added) + " added" if added else "all present"))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from aifactory.demo import run_demo
+
+    return asyncio.run(run_demo(settings, model=args.model, agent=args.agent))
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aifactory", description="Run LLM agents in production on Temporal.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("agents", help="list or show agents")
+    a.add_argument("action", choices=["list", "show"])
+    a.add_argument("name", nargs="?")
+    a.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("check", help="admission gate: does every agent meet the deployment standard?")
+    c.add_argument("agents", nargs="*")
+
+    r = sub.add_parser("run", help="start a run")
+    r.add_argument("agent")
+    r.add_argument("--tenant", required=True)
+    r.add_argument("--input", required=True, help="JSON text, or @file")
+    r.add_argument("--run-key", help="business key of the run (default: generated)")
+    r.add_argument("--requester", default="cli")
+    r.add_argument("--wait", action="store_true", help="wait for the result")
+    r.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("status", help="status of a run")
+    s.add_argument("run", help="workflow id, e.g. agent/it-triage/acme/T-1001")
+    s.add_argument("--json", action="store_true")
+
+    for name, help_ in (("worker", "run a worker"), ("dev", "dev server and worker until Ctrl-C"), ("demo", "run the reference agent on its samples")):
+        w = sub.add_parser(name, help=help_)
+        w.add_argument("--model", choices=["auto", "scripted", "endpoint"], default="auto",
+                       help="auto: the configured endpoint if any, else the scripted stand-in")
+        if name == "demo":
+            w.add_argument("--agent", default="it-triage")
+
+    sub.add_parser("setup", help="register search attributes on the configured cluster")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    handlers = {
+        "agents": cmd_agents, "check": cmd_check, "run": cmd_run, "status": cmd_status,
+        "worker": cmd_worker, "dev": cmd_dev, "setup": cmd_setup, "demo": cmd_demo,
+    }  # fmt: skip
+    try:
+        result = handlers[args.command](args, settings)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result or 0)
+    except (CliError, RunInputRejected, AgentNotAdmitted, AgentNotFound) as e:
+        print(f"aifactory {args.command}: {e}", file=sys.stderr)
+        return 2
+    except ConnectionError as e:
+        print(f"aifactory {args.command}: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

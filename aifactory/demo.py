@@ -1,0 +1,57 @@
+"""`aifactory demo`: the reference agent on its sample inputs, end to end.
+
+Not workflow-safe. Starts (or reuses) the embedded dev server, a worker and the
+model, runs every sample of the agent, prints a line per run and its result,
+and the link to the runs in the Temporal UI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from activities.model.endpoints import EndpointRegistry
+from aifactory.client import FactoryClient, RunFailed
+from aifactory.registry import find_agent
+from aifactory.stack import SCRIPTED_NOTE, factory_stack, model_choice
+from workers.settings import Settings
+
+
+async def run_demo(settings: Settings, *, model: str = "auto", agent: str = "it-triage") -> int:
+    chosen = model_choice(model, EndpointRegistry())
+    print(f"AI Factory demo · agent {agent} · model: {SCRIPTED_NOTE if chosen == 'scripted' else 'the configured endpoint'}", flush=True)
+    async with factory_stack(settings, model=model) as stack:
+        factory = FactoryClient(stack.client, settings.agents_dir)
+        release = factory.release(agent)
+        loaded_samples = find_agent(settings.agents_dir, agent).samples
+        if not loaded_samples:
+            print(f"agent {agent} has no samples/*.json to run")
+            return 1
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        print(f"{release.spec.name} {release.release_version}, owner {release.spec.owner.name}; {len(loaded_samples)} sample runs for tenant 'demo'", flush=True)
+        handles = []
+        for name, sample in loaded_samples.items():
+            handle = await factory.start_run(agent, sample, tenant="demo", run_key=f"{name}-{stamp}", requester="demo")
+            print(f"  started  {handle.workflow_id}", flush=True)
+            handles.append((name, handle))
+        failures = 0
+        for name, handle in handles:
+            try:
+                r = await asyncio.wait_for(handle.result(), timeout=600)
+            except RunFailed as e:
+                failures += 1
+                print(f"  FAILED   {name}: {e}", flush=True)
+                continue
+            out = r.output
+            print(
+                f"  done     {name}: {out['category']} {out['priority']} {out['ticket_id']} "
+                f"(dept {out.get('requester_department') or 'unknown'}) · {r.steps} steps · "
+                f"{r.usage.total_tokens} tokens · ${r.usage.cost_usd:.4f} · \"{out['summary']}\"",
+                flush=True,
+            )
+        url = stack.runs_url(agent)
+        if url:
+            print(f"Runs in the Temporal UI: {url}")
+            print("(the UI is up while `aifactory dev` runs; the demo's state is kept for it in .aifactory/)")
+        print(f"{len(handles) - failures} of {len(handles)} runs completed")
+        return 1 if failures else 0

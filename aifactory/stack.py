@@ -1,0 +1,119 @@
+"""The running factory for `aifactory dev`, `demo` and `worker`: server, store, model, worker.
+
+Not workflow-safe. With no TEMPORAL_ADDRESS the embedded dev server is used: an
+already running one on 127.0.0.1:7233 is reused, otherwise one is started with
+its state in AIFACTORY_HOME/temporal.db, so stopping and starting again resumes runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable
+from urllib.parse import quote
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.model.endpoints import Endpoint, EndpointNotConfigured, EndpointRegistry
+from activities.tools.it_desk_activities import seed_directory
+from aifactory.scripted_triage import triage_model
+from workers.devserver import DevServer, port_open
+from workers.search_attributes import ensure_search_attributes
+from workers.settings import Settings, connect
+from workers.worker import WorkerParts, build_worker
+
+SCRIPTED_NOTE = "scripted (an offline stand-in that answers from rules, not a language model)"
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    client: Client
+    worker: Worker | None
+    ui_url: str | None
+    model_note: str
+
+    def runs_url(self, agent: str | None = None) -> str | None:
+        if not self.ui_url:
+            return None
+        url = f"{self.ui_url}/namespaces/{self.settings.namespace}/workflows"
+        if agent:
+            url += "?query=" + quote(f'AgentName="{agent}"')
+        return url
+
+
+def model_choice(choice: str, endpoints: EndpointRegistry) -> str:
+    """`scripted` or `endpoint`; `auto` means the configured endpoint if there is one."""
+    if choice != "auto":
+        return choice
+    try:
+        endpoints.resolve("default")
+        return "endpoint"
+    except EndpointNotConfigured:
+        return "scripted"
+
+
+def seed_reference_data(settings: Settings) -> int:
+    """Load each agent's sample directory (`directory.json`) into the embedded store."""
+    total = 0
+    for path in sorted(settings.agents_dir.glob("*/directory.json")):
+        total += seed_directory(settings.db_url, json.loads(path.read_text()))
+    return total
+
+
+@contextlib.asynccontextmanager
+async def factory_stack(
+    settings: Settings, *, model: str = "auto", run_worker: bool = True, start_server: bool = True, say: Callable[[str], None] = print
+) -> AsyncIterator[Stack]:
+    server: DevServer | None = None
+    ui_url = os.environ.get("AIFACTORY_UI_URL")
+    endpoints = EndpointRegistry()
+    chosen = model_choice(model, endpoints)
+    note = SCRIPTED_NOTE if chosen == "scripted" else f"endpoint profile 'default' ({endpoints.resolve('default').base_url})"
+    scripted = triage_model() if chosen == "scripted" and run_worker else None
+    try:
+        if settings.embedded:
+            ui_url = ui_url or "http://127.0.0.1:8233"
+            if port_open("127.0.0.1", 7233):
+                say("Using the Temporal dev server already running on 127.0.0.1:7233.")
+            elif not start_server:
+                raise ConnectionError(
+                    "no TEMPORAL_ADDRESS is set and no dev server runs on 127.0.0.1:7233: "
+                    "start one with `aifactory dev`, or set TEMPORAL_ADDRESS"
+                )
+            else:
+                say(f"Starting the Temporal dev server (state in {settings.home / 'temporal.db'}) ...")
+                server = DevServer(settings.home)
+                server.start()
+        client = await _connect_with_retry(settings)
+        await ensure_search_attributes(client)
+        if not run_worker:
+            yield Stack(settings, client, None, ui_url, note)
+            return
+        if settings.embedded:
+            seed_reference_data(settings)
+        with contextlib.ExitStack() as stack:
+            if scripted is not None:
+                base_url = stack.enter_context(scripted.serve())
+                endpoints.register(Endpoint("default", base_url, model_override=scripted.model_name))
+            worker = build_worker(client, settings.task_queue, WorkerParts(db_url=settings.db_url, endpoints=endpoints))
+            async with worker:
+                yield Stack(settings, client, worker, ui_url, note)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+async def _connect_with_retry(settings: Settings, attempts: int = 40) -> Client:
+    last: Exception | None = None
+    for _ in range(attempts):
+        try:
+            return await connect(settings)
+        except Exception as e:  # the server may still be opening its frontend
+            last = e
+            await asyncio.sleep(0.5)
+    raise ConnectionError(f"cannot reach Temporal at {settings.address}: {last}")
