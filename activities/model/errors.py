@@ -12,8 +12,9 @@ every attempt is in history. The mapping:
 from __future__ import annotations
 
 import email.utils
+import math
 import time
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import openai
 from temporalio.exceptions import ApplicationError
@@ -29,26 +30,42 @@ def is_retryable_status(status: int) -> bool:
 
 
 def retry_after(headers) -> timedelta | None:
-    """Parse `Retry-After` (seconds or HTTP date) or `retry-after-ms`; capped at ten minutes."""
+    """Parse `Retry-After` (seconds or HTTP date) or `retry-after-ms`; capped at ten minutes.
+
+    A value that is neither (garbage, `inf`, `nan`) gives None, so the retry
+    policy's own interval applies; it never raises.
+    """
     if headers is None:
         return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return min(timedelta(milliseconds=float(ms)), MAX_RETRY_AFTER)
-        except ValueError:
-            pass
+    ms = _finite(headers.get("retry-after-ms"))
+    if ms is not None:
+        return _bounded(ms / 1000.0)
     value = headers.get("retry-after")
     if not value:
         return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is None:
+    seconds = _finite(value)
+    if seconds is None:
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):  # Python >= 3.10 raises instead of returning None
             return None
+        if parsed.tzinfo is None:  # "-0000" means UTC (RFC 5322), not the worker's local time
+            parsed = parsed.replace(tzinfo=timezone.utc)
         seconds = parsed.timestamp() - time.time()
-    return min(timedelta(seconds=max(seconds, 0.0)), MAX_RETRY_AFTER)
+    return _bounded(seconds)
+
+
+def _finite(text) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _bounded(seconds: float) -> timedelta:
+    # Clamp before building the timedelta: a huge value would overflow it, a negative one is "now".
+    return timedelta(seconds=min(max(seconds, 0.0), MAX_RETRY_AFTER.total_seconds()))
 
 
 def to_application_error(exc: Exception, profile: str) -> ApplicationError:
@@ -76,8 +93,17 @@ def to_application_error(exc: Exception, profile: str) -> ApplicationError:
 
 def _short_detail(exc: openai.APIStatusError) -> str:
     body = exc.body
+    text = str(exc.message)
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])[:300]
-    return str(exc.message)[:300]
+            text = str(err["message"])
+    return _redact_key(text, exc)[:300]
+
+
+def _redact_key(text: str, exc: openai.APIError) -> str:
+    """Remove the request's bearer key: some endpoints echo it in their 401 text, and this text goes to history."""
+    auth = exc.request.headers.get("authorization", "") if exc.request is not None else ""
+    key = auth.partition(" ")[2].strip()
+    # Very short placeholder keys ("x") would mangle the message and protect nothing.
+    return text.replace(key, "[redacted]") if len(key) >= 8 else text

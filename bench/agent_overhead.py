@@ -1,0 +1,309 @@
+"""Agent overhead: factory agent runs/s against bare temporalio runs/s, same server, same process.
+
+Not workflow-safe (this is the driver). One Temporal dev server is started; on it
+run two workers in this process:
+
+- factory: `AgentWorkflow` with the real model activity (openai client over HTTP
+  to a zero-latency `ScriptedModel`), the real tool activities and a SQLite
+  transcript store. A run with K tool steps is K `lookup_requester` turns and a
+  final answer: K+1 model activities + K tool activities = 2K+1 activities.
+- bare: `bench.bare.BareWorkflow`, 2K+1 no-op activities in sequence.
+
+Rounds alternate bare, factory, bare, factory... to spread the noise of a shared
+machine over both sides. Run from the repository root:
+
+    python -m bench.agent_overhead --runs 200 --steps 3 --rounds 3 --concurrency 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from temporalio.api.history.v1 import History
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.db import dispose_all
+from activities.model.endpoints import Endpoint, EndpointRegistry
+from activities.model.scripted import Reply, ScriptedModel, turn_index
+from activities.tools.it_desk_activities import seed_directory
+from aifactory.client import FactoryClient
+from aifactory.registry import find_agent
+from bench.bare import BareWorkflow, noop
+from contracts import search
+from contracts.agent import AgentRelease
+from contracts.run import AgentRunInput
+from workers.devserver import FAST_DYNAMIC_CONFIG, SQLITE_PRAGMAS, temporal_cli
+from workers.worker import WorkerParts, build_worker
+
+AGENTS = Path(__file__).resolve().parents[1] / "agents"
+EMAIL = "jonas.berg@example.com"
+LOOKUP = Reply.tool("lookup_requester", {"email": EMAIL})
+FINAL = Reply.text(
+    {"category": "access", "priority": "P3", "ticket_id": "INC0000001", "summary": "Bench run answer",
+     "requester_department": "Finance"}
+)  # fmt: skip
+STEPS = re.compile(r"steps=(\d+)")
+
+
+def responder(body: dict[str, Any]) -> Reply:
+    """Zero latency: tool calls while the conversation's turn is below its K, then the answer.
+
+    K travels in the run's input text, so runs with different K share one model.
+    """
+    first_user = next(m.get("content") or "" for m in body["messages"] if m.get("role") == "user")
+    return LOOKUP if turn_index(body) < int(STEPS.search(first_user).group(1)) else FINAL
+
+
+# -- measuring -------------------------------------------------------------------------------
+
+
+def _server_pids() -> list[int]:
+    """The dev server: our child processes (the SDK's core spawns it)."""
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                found.append(int(entry))
+    return found
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return total
+
+
+@dataclass
+class Round:
+    side: str
+    runs: int
+    seconds: float
+    worker_cpu: float
+    server_cpu: float
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.runs / self.seconds
+
+
+async def drive(side: str, n: int, concurrency: int, one: Callable[[int], Awaitable[Any]], server: list[int]) -> Round:
+    """`n` runs with at most `concurrency` in flight; wall time from the first start to the last result."""
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def run(i: int) -> None:
+        async with gate:
+            t0 = time.perf_counter()
+            await one(i)
+            latencies.append(time.perf_counter() - t0)
+
+    cpu0, srv0, t0 = time.process_time(), _cpu_seconds(server), time.perf_counter()
+    await asyncio.gather(*(run(i) for i in range(n)))
+    seconds = time.perf_counter() - t0
+    return Round(side, n, seconds, time.process_time() - cpu0, _cpu_seconds(server) - srv0, latencies)
+
+
+async def history_stats(handles: list[WorkflowHandle]) -> tuple[float, float]:
+    """Mean events and mean serialized bytes per run over `handles`."""
+    events, size = [], []
+    for h in handles:
+        hist = await h.fetch_history()
+        events.append(len(hist.events))
+        size.append(History(events=hist.events).ByteSize())
+    return statistics.mean(events), statistics.mean(size)
+
+
+# -- the two sides ---------------------------------------------------------------------------
+
+
+class Sides:
+    def __init__(self, client: Client, release: AgentRelease, bare_queue: str, activities: int) -> None:
+        self.client = client
+        self.factory = FactoryClient(client, AGENTS)
+        self.release = release
+        self.bare_queue = bare_queue
+        self.activities = activities
+
+    async def start_factory(self, tag: str, i: int, steps: int) -> WorkflowHandle:
+        inp = AgentRunInput(
+            release=self.release,
+            input={"ticket_text": f"bench {tag} {i} steps={steps}", "requester_email": EMAIL},
+            tenant="bench",
+            run_key=f"{tag}-{i}",
+        )
+        return (await self.factory.start_prepared(inp)).handle
+
+    async def start_bare(self, tag: str, i: int, activities: int | None = None) -> WorkflowHandle:
+        return await self.client.start_workflow(
+            BareWorkflow.run, activities or self.activities, id=f"bare/{tag}-{i}", task_queue=self.bare_queue
+        )
+
+    def runner(self, side: str, tag: str, steps: int) -> Callable[[int], Awaitable[Any]]:
+        async def one(i: int) -> Any:
+            handle = await (self.start_factory(tag, i, steps) if side == "factory" else self.start_bare(tag, i))
+            return await handle.result()
+
+        return one
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    k, activities = args.steps, 2 * args.steps + 1
+    with tempfile.TemporaryDirectory(prefix="aif-bench-") as tmp:
+        extra: list[str] = []
+        for value in FAST_DYNAMIC_CONFIG:
+            extra += ["--dynamic-config-value", value]
+        if not args.in_memory:
+            for pragma in SQLITE_PRAGMAS:
+                extra += ["--sqlite-pragma", pragma]
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=temporal_cli(),
+            search_attributes=search.ALL,
+            data_converter=pydantic_data_converter,
+            dev_server_database_filename=None if args.in_memory else str(Path(tmp) / "temporal.db"),
+            dev_server_extra_args=extra,
+        )
+        db_url = f"sqlite:///{Path(tmp) / 'factory.db'}"
+        seed_directory(db_url, json.loads((AGENTS / "it-triage" / "directory.json").read_text()))
+        model = ScriptedModel(responder)
+        suffix = uuid.uuid4().hex[:8]
+        try:
+            with model.serve() as base_url:
+                endpoints = EndpointRegistry(env={})
+                endpoints.register(Endpoint("default", base_url, api_key="sk-bench"))
+                factory_queue, bare_queue = f"bench-factory-{suffix}", f"bench-bare-{suffix}"
+                loaded = find_agent(AGENTS, "it-triage").release
+                assert loaded is not None
+                spec = loaded.spec.model_copy(
+                    update={"task_queue": factory_queue, "step_limit": max(loaded.spec.step_limit, k + 1)}
+                )
+                sides = Sides(env.client, loaded.model_copy(update={"spec": spec}), bare_queue, activities)
+                factory_worker = build_worker(env.client, factory_queue, WorkerParts(db_url=db_url, endpoints=endpoints))
+                bare_worker = Worker(env.client, task_queue=bare_queue, workflows=[BareWorkflow], activities=[noop])
+                async with factory_worker, bare_worker:
+                    return await measure(args, sides, model)
+        finally:
+            await env.shutdown()
+            dispose_all()
+
+
+async def measure(args: argparse.Namespace, sides: Sides, model: ScriptedModel) -> dict[str, Any]:
+    k, server = args.steps, _server_pids()
+    order = [s for s in ("bare", "factory") if args.only in (None, s)]
+    for side in order:  # warm-up: sandbox imports, connection pools, SQLite pages
+        await drive(side, args.warmup, args.concurrency, sides.runner(side, "warm", k), server)
+    rounds: list[Round] = []
+    for r in range(args.rounds):
+        for side in order if r % 2 == 0 else order[::-1]:
+            rounds.append(await drive(side, args.runs, args.concurrency, sides.runner(side, f"r{r}", k), server))
+            model.requests.clear()
+            print(f"  round {r + 1} {side:<7} {rounds[-1].rate:6.1f} runs/s", flush=True)
+
+    probes = min(5, args.runs)
+    factory_k = [await sides.start_factory("probe-k", i, k) for i in range(probes)]
+    factory_0 = [await sides.start_factory("probe-0", i, 0) for i in range(probes)]
+    bare = [await sides.start_bare("probe", i) for i in range(probes)]
+    bare_1 = [await sides.start_bare("probe-1", i, 1) for i in range(probes)]
+    for h in factory_k + factory_0 + bare + bare_1:
+        await h.result()
+    ev_fk, bytes_fk = await history_stats(factory_k)
+    ev_f0, _ = await history_stats(factory_0)
+    ev_b, bytes_b = await history_stats(bare)
+    ev_b1, _ = await history_stats(bare_1)
+
+    out: dict[str, Any] = {
+        "runs": args.runs, "steps": k, "activities_per_run": 2 * k + 1, "rounds": args.rounds,
+        "concurrency": args.concurrency, "server_store": "memory" if args.in_memory else "sqlite-wal",
+    }  # fmt: skip
+    for side in order:
+        mine = [r for r in rounds if r.side == side]
+        runs, secs = sum(r.runs for r in mine), sum(r.seconds for r in mine)
+        lat = sorted(x for r in mine for x in r.latencies)
+        out[side] = {
+            "runs_per_s": round(runs / secs, 2),
+            "rounds_runs_per_s": [round(r.rate, 2) for r in mine],
+            "p50_s": round(lat[len(lat) // 2], 3),
+            "p95_s": round(lat[int(len(lat) * 0.95)], 3),
+            "worker_cpu_ms_per_run": round(1000 * sum(r.worker_cpu for r in mine) / runs, 1),
+            "server_cpu_ms_per_run": round(1000 * sum(r.server_cpu for r in mine) / runs, 1),
+        }
+    if len(order) == 2:
+        out["ratio"] = round(out["factory"]["runs_per_s"] / out["bare"]["runs_per_s"], 3)
+    out["history"] = {
+        "bare_events_per_run": ev_b,
+        "bare_events_per_activity": round((ev_b - ev_b1) / (2 * k), 2) if k else None,
+        "factory_events_per_run": ev_fk,
+        "factory_events_per_agent_step": round(ev_fk / (k + 1), 2),
+        "factory_events_per_tool_step": round((ev_fk - ev_f0) / k, 2) if k else None,
+        "factory_events_no_tools": ev_f0,
+        "bare_bytes_per_run": round(bytes_b),
+        "factory_bytes_per_run": round(bytes_fk),
+    }
+    return out
+
+
+def report(out: dict[str, Any]) -> None:
+    k, h = out["steps"], out["history"]
+    print(
+        f"\nagent overhead: {out['runs']} runs x {out['rounds']} rounds per side, K={k} tool steps "
+        f"({out['activities_per_run']} activities/run), {out['concurrency']} in flight, server store {out['server_store']}"
+    )
+    print(f"{'side':<8} {'runs/s':>8} {'p50 s':>7} {'p95 s':>7} {'worker ms/run':>14} {'server ms/run':>14}  rounds")
+    for side in ("bare", "factory"):
+        if side in out:
+            s = out[side]
+            print(
+                f"{side:<8} {s['runs_per_s']:>8.1f} {s['p50_s']:>7.3f} {s['p95_s']:>7.3f} "
+                f"{s['worker_cpu_ms_per_run']:>14.1f} {s['server_cpu_ms_per_run']:>14.1f}  {s['rounds_runs_per_s']}"
+            )
+    if "ratio" in out:
+        print(f"ratio factory/bare: {out['ratio']:.3f}")
+    print(
+        f"history events/run: bare {h['bare_events_per_run']:g} ({h['bare_events_per_activity']} per activity), "
+        f"factory {h['factory_events_per_run']:g} (with no tool step: {h['factory_events_no_tools']:g})"
+    )
+    print(
+        f"events per agent step (events/run / {k + 1} model turns): {h['factory_events_per_agent_step']}; "
+        f"per tool step (one tool call + the model turn after it, marginal): {h['factory_events_per_tool_step']}"
+    )
+    print(f"history bytes/run: bare {h['bare_bytes_per_run']}, factory {h['factory_bytes_per_run']}")
+    print(json.dumps(out, separators=(",", ":")))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.agent_overhead", description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=int, default=200, help="runs per side per round")
+    p.add_argument("--steps", type=int, default=3, help="tool steps per agent run (K); bare runs do 2K+1 activities")
+    p.add_argument("--rounds", type=int, default=3, help="measured rounds per side, alternating sides")
+    p.add_argument("--concurrency", type=int, default=50, help="runs in flight at once")
+    p.add_argument("--warmup", type=int, default=20, help="unmeasured runs per side first")
+    p.add_argument("--in-memory", action="store_true", help="dev server keeps its state in memory, not a SQLite file")
+    p.add_argument("--only", choices=("bare", "factory"), help="measure one side (for profiling)")
+    report(asyncio.run(bench(p.parse_args(argv))))
+
+
+if __name__ == "__main__":
+    main()
