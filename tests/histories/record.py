@@ -1,0 +1,74 @@
+"""Record reference histories of `AgentWorkflow` for the replay test.
+
+Run when a workflow change ships, *before* changing the workflow code, so the
+committed files are histories the old code produced:
+
+    python -m tests.histories.record
+
+Each scenario runs on a throwaway dev server against the scripted model and
+writes `tests/histories/<scenario>.json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.db import dispose_all
+from activities.model.scripted import Reply, ScriptedModel, Turns
+from aifactory.client import RunFailed
+from contracts import search
+from tests.support.harness import factory_with, seed_db
+from workers.devserver import temporal_cli
+
+HERE = Path(__file__).parent
+TICKET = {"ticket_text": "Outlook keeps asking for my password.", "requester_email": "jonas.berg@example.com", "channel": "email"}
+CREATE = {"requester_email": "jonas.berg@example.com", "category": "email", "priority": "P3", "summary": "Outlook password prompts"}
+FINAL = {"category": "email", "priority": "P3", "ticket_id": "INC0000001", "summary": "Outlook password prompts", "requester_department": "Finance"}
+
+SCENARIOS: dict[str, list[Reply]] = {
+    "completed_with_tools": [
+        Reply.tool("lookup_requester", {"email": "jonas.berg@example.com"}),
+        Reply.error(429, retry_after=0.1),
+        Reply.tool("create_ticket", CREATE),
+        Reply.text(FINAL),
+    ],
+    "invalid_arguments_then_repair": [
+        Reply.tool("create_ticket", {**CREATE, "priority": "urgent"}),
+        Reply.tool_as_text("create_ticket", CREATE),
+        Reply.text({"category": "email"}),
+        Reply.text(FINAL),
+    ],
+    "failed_output_invalid": [Reply.text("not json"), Reply.text({"category": "email"})],
+}
+
+
+async def record() -> None:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(), search_attributes=search.ALL, data_converter=pydantic_data_converter
+    )
+    try:
+        for name, script in SCENARIOS.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                db_url = f"sqlite:///{tmp}/factory.db"
+                seed_db(db_url)
+                async with factory_with(env.client, db_url, ScriptedModel(Turns(script))) as f:
+                    run = await f.start(TICKET, run_key=name)
+                    try:
+                        await run.result()
+                    except RunFailed:
+                        pass
+                    history = await run.handle.fetch_history()
+                dispose_all()
+            (HERE / f"{name}.json").write_text(history.to_json())
+            print(f"recorded {name}: {len(history.events)} events")
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(record())
