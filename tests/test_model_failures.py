@@ -113,6 +113,7 @@ async def test_server_error_is_retried_with_the_policy_interval(client, db_url):
 @pytest.mark.parametrize(
     ("status", "detail"),
     [(400, "model 'gpt-4o-mini' does not exist"), (401, f"Incorrect API key provided: {KEY}")],
+    ids=["400", "401-echoing-the-key"],
 )
 async def test_refused_call_fails_the_run_without_retrying(client, db_url, status, detail):
     # The answer after the error would be served to a second attempt; there must not be one.
