@@ -205,8 +205,11 @@ class ScriptedModel:
                 self.send_header("content-length", str(len(data)))
                 for k, v in headers.items():
                     self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout, killed worker): nothing to answer
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
