@@ -54,6 +54,7 @@ async def test_model_calls_carry_deltas_not_the_whole_conversation(client, db_ur
         run = await f.start(TICKET)
         await run.result()
         history = await run.handle.fetch_history()
+        await replay(run.handle)
     inputs = [
         json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data)
         for e in history.events

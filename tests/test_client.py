@@ -70,6 +70,7 @@ async def test_same_business_key_starts_once(client, db_url):
         assert (first.started, second.started, third.started) == (True, False, False)
         assert (await second.result()).output == result.output == (await third.result()).output
         assert await count_runs(client, first.workflow_id) == 1
+        await replay(first.handle)
     assert len(model.requests) == 1
 
 
@@ -109,6 +110,7 @@ async def test_undecodable_workflow_input_fails_instead_of_retrying_forever(clie
         with pytest.raises(WorkflowFailureError):
             await __import__("asyncio").wait_for(handle.result(), timeout=30)
         assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED
+        await replay(handle)
 
 
 async def test_agent_failing_the_gate_cannot_start(client, db_url, tmp_path):
@@ -129,4 +131,5 @@ async def test_run_failure_surfaces_as_typed_error(client, db_url):
         run = await f.start(GOOD)
         with pytest.raises(RunFailed) as failed:
             await run.result()
+        await replay(run.handle)
     assert failed.value.type == "ModelCallRejected" and "model does not exist" in str(failed.value)
