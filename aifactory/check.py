@@ -11,6 +11,7 @@ from activities.tools.catalog import CATALOG
 from aifactory.registry import LoadedAgent, Problem, _rel, discover
 from contracts.agent import WITHDRAW, semver_key
 from contracts.schema import schema_definition_problems, schema_problems
+from policies.loader import PolicyFileError, PolicyStore
 
 
 def check_agent(agent: LoadedAgent) -> list[Problem]:
@@ -36,6 +37,10 @@ def check_agent(agent: LoadedAgent) -> list[Problem]:
         problems.append(Problem(spec_file, "tools", "each tool is listed once"))
     if spec.rollback_to != WITHDRAW and semver_key(spec.rollback_to) >= semver_key(spec.version):
         problems.append(Problem(spec_file, "rollback_to", f"must be a version earlier than {spec.version}"))
+    try:
+        PolicyStore().get(spec.policy)
+    except PolicyFileError as e:
+        problems.append(Problem(spec_file, "policy", f"bundle {spec.policy!r} cannot be used: {e}"))
     if not any(problems) and not schema_definition_problems(spec.input_schema):
         for name, sample in agent.samples.items():
             for p in schema_problems(spec.input_schema, sample):

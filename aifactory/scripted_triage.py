@@ -62,6 +62,16 @@ def triage_responder(body: dict[str, Any]) -> Reply:
             {"requester_email": email, "category": category, "priority": priority, "summary": _summary(text)},
         )
     ticket = tool_results[-1]
+    if "error" in ticket:  # denied, rejected or expired: no ticket, and say why
+        return Reply.text(
+            {
+                "category": category,
+                "priority": priority,
+                "ticket_id": None,
+                "summary": f"not opened: {ticket.get('reason', ticket['error'])}"[:200],
+                "requester_department": person.get("department"),
+            }
+        )
     args = next(
         json.loads(c["function"]["arguments"])
         for m in messages

@@ -1,16 +1,17 @@
-"""Agent overhead: factory agent runs/s against bare temporalio runs/s, same server, same process.
+"""Agent overhead: factory agent runs/s against bare temporalio runs/s, on one server.
 
-Not workflow-safe (this is the driver). One Temporal dev server is started; on it
-run two workers in this process:
+Not workflow-safe (this is the driver). One Temporal dev server is started and
+two workers run against it in this process:
 
-- factory: `AgentWorkflow` with the real model activity (openai client over HTTP
-  to a zero-latency `ScriptedModel`), the real tool activities and a SQLite
-  transcript store. A run with K tool steps is K `lookup_requester` turns and a
-  final answer: K+1 model activities + K tool activities = 2K+1 activities.
+- factory: `AgentWorkflow` with the real model activity (the openai client over
+  HTTP to a zero-latency `ScriptedModel`), the real tool activities and the
+  SQLite transcript store. A run with K tool steps is K `lookup_requester` turns
+  and a final answer: K+1 model activities + K tool activities = 2K+1 activities.
 - bare: `bench.bare.BareWorkflow`, 2K+1 no-op activities in sequence.
 
-Rounds alternate bare, factory, bare, factory... to spread the noise of a shared
-machine over both sides. Run from the repository root:
+The scripted model runs in a child process by default, as a real model would run
+elsewhere; its CPU is reported apart. Rounds alternate bare, factory, factory,
+bare... so the noise of a shared machine falls on both sides. From the repo root:
 
     python -m bench.agent_overhead --runs 200 --steps 3 --rounds 3 --concurrency 50
 """
@@ -20,9 +21,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import re
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -68,11 +71,62 @@ def responder(body: dict[str, Any]) -> Reply:
     return LOOKUP if turn_index(body) < int(STEPS.search(first_user).group(1)) else FINAL
 
 
+# -- the scripted model ----------------------------------------------------------------------
+
+
+class Model:
+    """The scripted model, in this process or a child; `base_url` and the pid whose CPU it uses."""
+
+    def __init__(self, in_process: bool) -> None:
+        self._server = None
+        self._proc = None
+        if in_process:
+            self._server = _start_model()
+            port, self.pid = self._server.server_address[1], os.getpid()
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            self._conn, child = ctx.Pipe()
+            self._proc = ctx.Process(target=_model_process, args=(child,), daemon=True)
+            self._proc.start()
+            port, self.pid = self._conn.recv(), self._proc.pid
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._proc is not None:
+            self._conn.close()
+            self._proc.join(10)
+
+
+def _start_model():
+    model = ScriptedModel(responder)
+    model.requests = _Discard()  # the recording is for tests; here it would only grow
+    server = model.start()
+    # Headers and body go out in two writes; with Nagle on, each call waits ~40 ms for a delayed ACK.
+    server.RequestHandlerClass.disable_nagle_algorithm = True
+    return server
+
+
+class _Discard(list):
+    def append(self, _item: Any) -> None:
+        pass
+
+
+def _model_process(conn) -> None:
+    server = _start_model()
+    conn.send(server.server_address[1])
+    try:
+        conn.recv()
+    except EOFError:  # the parent closed the pipe: done
+        pass
+
+
 # -- measuring -------------------------------------------------------------------------------
 
 
-def _server_pids() -> list[int]:
-    """The dev server: our child processes (the SDK's core spawns it)."""
+def _children() -> list[int]:
     me, found = os.getpid(), []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -85,15 +139,24 @@ def _server_pids() -> list[int]:
     return found
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-    return total
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@dataclass
+class Meter:
+    """CPU seconds of this process (the workers), the dev server and the scripted model."""
+
+    server: list[int]
+    model: int
+
+    def read(self) -> tuple[float, float, float]:
+        model = _cpu_seconds(self.model) if self.model != os.getpid() else 0.0
+        return time.process_time(), sum(map(_cpu_seconds, self.server)), model
 
 
 @dataclass
@@ -101,8 +164,8 @@ class Round:
     side: str
     runs: int
     seconds: float
-    worker_cpu: float
-    server_cpu: float
+    cpu: tuple[float, float, float]
+    """Worker (this process), server, model CPU seconds; with the model in process, it is in the first."""
     latencies: list[float] = field(default_factory=list)
 
     @property
@@ -110,7 +173,7 @@ class Round:
         return self.runs / self.seconds
 
 
-async def drive(side: str, n: int, concurrency: int, one: Callable[[int], Awaitable[Any]], server: list[int]) -> Round:
+async def drive(side: str, n: int, concurrency: int, one: Callable[[int], Awaitable[Any]], meter: Meter) -> Round:
     """`n` runs with at most `concurrency` in flight; wall time from the first start to the last result."""
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
@@ -121,10 +184,10 @@ async def drive(side: str, n: int, concurrency: int, one: Callable[[int], Awaita
             await one(i)
             latencies.append(time.perf_counter() - t0)
 
-    cpu0, srv0, t0 = time.process_time(), _cpu_seconds(server), time.perf_counter()
+    cpu0, t0 = meter.read(), time.perf_counter()
     await asyncio.gather(*(run(i) for i in range(n)))
-    seconds = time.perf_counter() - t0
-    return Round(side, n, seconds, time.process_time() - cpu0, _cpu_seconds(server) - srv0, latencies)
+    seconds, cpu1 = time.perf_counter() - t0, meter.read()
+    return Round(side, n, seconds, tuple(b - a for a, b in zip(cpu0, cpu1)), latencies)
 
 
 async def history_stats(handles: list[WorkflowHandle]) -> tuple[float, float]:
@@ -170,56 +233,59 @@ class Sides:
         return one
 
 
+async def start_server(args: argparse.Namespace, tmp: Path) -> WorkflowEnvironment:
+    extra: list[str] = []
+    for value in FAST_DYNAMIC_CONFIG:
+        extra += ["--dynamic-config-value", value]
+    if not args.in_memory:
+        for pragma in SQLITE_PRAGMAS:
+            extra += ["--sqlite-pragma", pragma]
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        search_attributes=search.ALL,
+        data_converter=pydantic_data_converter,
+        dev_server_database_filename=None if args.in_memory else str(tmp / "temporal.db"),
+        dev_server_extra_args=extra,
+    )
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    k, activities = args.steps, 2 * args.steps + 1
+    k, suffix = args.steps, uuid.uuid4().hex[:8]
+    factory_queue, bare_queue = f"bench-factory-{suffix}", f"bench-bare-{suffix}"
     with tempfile.TemporaryDirectory(prefix="aif-bench-") as tmp:
-        extra: list[str] = []
-        for value in FAST_DYNAMIC_CONFIG:
-            extra += ["--dynamic-config-value", value]
-        if not args.in_memory:
-            for pragma in SQLITE_PRAGMAS:
-                extra += ["--sqlite-pragma", pragma]
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_cli(),
-            search_attributes=search.ALL,
-            data_converter=pydantic_data_converter,
-            dev_server_database_filename=None if args.in_memory else str(Path(tmp) / "temporal.db"),
-            dev_server_extra_args=extra,
-        )
-        db_url = f"sqlite:///{Path(tmp) / 'factory.db'}"
-        seed_directory(db_url, json.loads((AGENTS / "it-triage" / "directory.json").read_text()))
-        model = ScriptedModel(responder)
-        suffix = uuid.uuid4().hex[:8]
+        model = Model(in_process=args.model_in_process)
+        env = await start_server(args, Path(tmp))
         try:
-            with model.serve() as base_url:
-                endpoints = EndpointRegistry(env={})
-                endpoints.register(Endpoint("default", base_url, api_key="sk-bench"))
-                factory_queue, bare_queue = f"bench-factory-{suffix}", f"bench-bare-{suffix}"
-                loaded = find_agent(AGENTS, "it-triage").release
-                assert loaded is not None
-                spec = loaded.spec.model_copy(
-                    update={"task_queue": factory_queue, "step_limit": max(loaded.spec.step_limit, k + 1)}
-                )
-                sides = Sides(env.client, loaded.model_copy(update={"spec": spec}), bare_queue, activities)
-                factory_worker = build_worker(env.client, factory_queue, WorkerParts(db_url=db_url, endpoints=endpoints))
-                bare_worker = Worker(env.client, task_queue=bare_queue, workflows=[BareWorkflow], activities=[noop])
-                async with factory_worker, bare_worker:
-                    return await measure(args, sides, model)
+            server = [p for p in _children() if Path(f"/proc/{p}/comm").read_text().strip() == "temporal"]
+            db_url = f"sqlite:///{Path(tmp) / 'factory.db'}"
+            seed_directory(db_url, json.loads((AGENTS / "it-triage" / "directory.json").read_text()))
+            endpoints = EndpointRegistry(env={})
+            endpoints.register(Endpoint("default", model.base_url, api_key="sk-bench"))
+            release = find_agent(AGENTS, "it-triage").release
+            assert release is not None
+            spec = release.spec.model_copy(
+                update={"task_queue": factory_queue, "step_limit": max(release.spec.step_limit, k + 1)}
+            )
+            sides = Sides(env.client, release.model_copy(update={"spec": spec}), bare_queue, 2 * k + 1)
+            factory_worker = build_worker(env.client, factory_queue, WorkerParts(db_url=db_url, endpoints=endpoints))
+            bare_worker = Worker(env.client, task_queue=bare_queue, workflows=[BareWorkflow], activities=[noop])
+            async with factory_worker, bare_worker:
+                return await measure(args, sides, Meter(server, model.pid))
         finally:
             await env.shutdown()
+            model.stop()
             dispose_all()
 
 
-async def measure(args: argparse.Namespace, sides: Sides, model: ScriptedModel) -> dict[str, Any]:
-    k, server = args.steps, _server_pids()
+async def measure(args: argparse.Namespace, sides: Sides, meter: Meter) -> dict[str, Any]:
+    k = args.steps
     order = [s for s in ("bare", "factory") if args.only in (None, s)]
     for side in order:  # warm-up: sandbox imports, connection pools, SQLite pages
-        await drive(side, args.warmup, args.concurrency, sides.runner(side, "warm", k), server)
+        await drive(side, args.warmup, args.concurrency, sides.runner(side, "warm", k), meter)
     rounds: list[Round] = []
     for r in range(args.rounds):
         for side in order if r % 2 == 0 else order[::-1]:
-            rounds.append(await drive(side, args.runs, args.concurrency, sides.runner(side, f"r{r}", k), server))
-            model.requests.clear()
+            rounds.append(await drive(side, args.runs, args.concurrency, sides.runner(side, f"r{r}", k), meter))
             print(f"  round {r + 1} {side:<7} {rounds[-1].rate:6.1f} runs/s", flush=True)
 
     probes = min(5, args.runs)
@@ -237,18 +303,22 @@ async def measure(args: argparse.Namespace, sides: Sides, model: ScriptedModel) 
     out: dict[str, Any] = {
         "runs": args.runs, "steps": k, "activities_per_run": 2 * k + 1, "rounds": args.rounds,
         "concurrency": args.concurrency, "server_store": "memory" if args.in_memory else "sqlite-wal",
+        "model": "in-process" if args.model_in_process else "child-process",
+        "bytecode_cache": not sys.dont_write_bytecode,
     }  # fmt: skip
     for side in order:
         mine = [r for r in rounds if r.side == side]
         runs, secs = sum(r.runs for r in mine), sum(r.seconds for r in mine)
         lat = sorted(x for r in mine for x in r.latencies)
+        cpu = [1000 * sum(r.cpu[i] for r in mine) / runs for i in range(3)]
         out[side] = {
             "runs_per_s": round(runs / secs, 2),
             "rounds_runs_per_s": [round(r.rate, 2) for r in mine],
             "p50_s": round(lat[len(lat) // 2], 3),
             "p95_s": round(lat[int(len(lat) * 0.95)], 3),
-            "worker_cpu_ms_per_run": round(1000 * sum(r.worker_cpu for r in mine) / runs, 1),
-            "server_cpu_ms_per_run": round(1000 * sum(r.server_cpu for r in mine) / runs, 1),
+            "worker_cpu_ms_per_run": round(cpu[0], 1),
+            "server_cpu_ms_per_run": round(cpu[1], 1),
+            "model_cpu_ms_per_run": round(cpu[2], 1),
         }
     if len(order) == 2:
         out["ratio"] = round(out["factory"]["runs_per_s"] / out["bare"]["runs_per_s"], 3)
@@ -256,9 +326,9 @@ async def measure(args: argparse.Namespace, sides: Sides, model: ScriptedModel) 
         "bare_events_per_run": ev_b,
         "bare_events_per_activity": round((ev_b - ev_b1) / (2 * k), 2) if k else None,
         "factory_events_per_run": ev_fk,
+        "factory_events_no_tools": ev_f0,
         "factory_events_per_agent_step": round(ev_fk / (k + 1), 2),
         "factory_events_per_tool_step": round((ev_fk - ev_f0) / k, 2) if k else None,
-        "factory_events_no_tools": ev_f0,
         "bare_bytes_per_run": round(bytes_b),
         "factory_bytes_per_run": round(bytes_fk),
     }
@@ -269,15 +339,17 @@ def report(out: dict[str, Any]) -> None:
     k, h = out["steps"], out["history"]
     print(
         f"\nagent overhead: {out['runs']} runs x {out['rounds']} rounds per side, K={k} tool steps "
-        f"({out['activities_per_run']} activities/run), {out['concurrency']} in flight, server store {out['server_store']}"
+        f"({out['activities_per_run']} activities/run), {out['concurrency']} in flight, "
+        f"server store {out['server_store']}, model {out['model']}"
     )
-    print(f"{'side':<8} {'runs/s':>8} {'p50 s':>7} {'p95 s':>7} {'worker ms/run':>14} {'server ms/run':>14}  rounds")
+    print(f"{'side':<8} {'runs/s':>7} {'p50 s':>6} {'p95 s':>6}   CPU ms/run: {'worker':>6} {'server':>6} {'model':>6}   rounds")
     for side in ("bare", "factory"):
         if side in out:
             s = out[side]
             print(
-                f"{side:<8} {s['runs_per_s']:>8.1f} {s['p50_s']:>7.3f} {s['p95_s']:>7.3f} "
-                f"{s['worker_cpu_ms_per_run']:>14.1f} {s['server_cpu_ms_per_run']:>14.1f}  {s['rounds_runs_per_s']}"
+                f"{side:<8} {s['runs_per_s']:>7.1f} {s['p50_s']:>6.2f} {s['p95_s']:>6.2f}   {'':11} "
+                f"{s['worker_cpu_ms_per_run']:>6.1f} {s['server_cpu_ms_per_run']:>6.1f} {s['model_cpu_ms_per_run']:>6.1f}"
+                f"   {s['rounds_runs_per_s']}"
             )
     if "ratio" in out:
         print(f"ratio factory/bare: {out['ratio']:.3f}")
@@ -290,6 +362,11 @@ def report(out: dict[str, Any]) -> None:
         f"per tool step (one tool call + the model turn after it, marginal): {h['factory_events_per_tool_step']}"
     )
     print(f"history bytes/run: bare {h['bare_bytes_per_run']}, factory {h['factory_bytes_per_run']}")
+    if not out["bytecode_cache"]:
+        print(
+            "note: PYTHONDONTWRITEBYTECODE is set and the sandbox re-imports workflow modules for every run, "
+            "compiling them from source; see bench/README.md"
+        )
     print(json.dumps(out, separators=(",", ":")))
 
 
@@ -301,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--concurrency", type=int, default=50, help="runs in flight at once")
     p.add_argument("--warmup", type=int, default=20, help="unmeasured runs per side first")
     p.add_argument("--in-memory", action="store_true", help="dev server keeps its state in memory, not a SQLite file")
+    p.add_argument("--model-in-process", action="store_true", help="serve the scripted model from the worker process")
     p.add_argument("--only", choices=("bare", "factory"), help="measure one side (for profiling)")
     report(asyncio.run(bench(p.parse_args(argv))))
 

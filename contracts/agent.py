@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from contracts.policy import Autonomy
+
 SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
@@ -119,6 +121,10 @@ class AgentSpec(_Strict):
     """Version to roll back to, or `withdraw` for a first release."""
     task_queue: str = "aifactory-agents"
     """Task queue whose workers run this agent."""
+    autonomy: Autonomy = Autonomy.SUPERVISED
+    """How far it may act without a person; new agents are supervised (human in the loop)."""
+    policy: str = "default"
+    """Policy bundle (`policies/bundles/<policy>.yaml`) that gates its tool calls."""
 
     @field_validator("name")
     @classmethod

@@ -10,6 +10,8 @@ add new ones, never rename.
     ├── OutputInvalid          the final answer failed validation after repair
     ├── StepLimitExceeded      the reasoning loop hit the agent's step limit
     ├── BudgetExceeded         the next model call would pass the run's cost cap
+    ├── PolicyDenied           the model kept proposing calls the policy denies
+    ├── ApprovalExpired        nobody approved in time and the safe default is to stop
     └── TranscriptMissing      the conversation store lost the run's transcript
     ModelUnavailable           the endpoint kept failing until the retries ran out
     ModelCallRejected          the endpoint refused the call (4xx other than 408/409/429)
@@ -22,6 +24,9 @@ TOOL_ARGUMENTS_INVALID = "ToolArgumentsInvalid"
 OUTPUT_INVALID = "OutputInvalid"
 STEP_LIMIT_EXCEEDED = "StepLimitExceeded"
 BUDGET_EXCEEDED = "BudgetExceeded"
+POLICY_DENIED = "PolicyDenied"
+APPROVAL_EXPIRED = "ApprovalExpired"
+APPROVAL_REFUSED = "ApprovalRefused"
 TRANSCRIPT_MISSING = "TranscriptMissing"
 MODEL_CALL_REJECTED = "ModelCallRejected"
 MODEL_RESPONSE_INVALID = "ModelResponseInvalid"
@@ -36,6 +41,8 @@ RUN_FAILURES = frozenset(
         OUTPUT_INVALID,
         STEP_LIMIT_EXCEEDED,
         BUDGET_EXCEEDED,
+        POLICY_DENIED,
+        APPROVAL_EXPIRED,
         TRANSCRIPT_MISSING,
         MODEL_CALL_REJECTED,
         MODEL_RESPONSE_INVALID,

@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from contracts.agent import AgentRelease
+from contracts.approval import ApprovalLedger, ApprovalRequest
+from contracts.policy import PolicySet
 from contracts.model import ChatMessage, Usage
 from contracts.tools import ToolCallRecord
 
@@ -28,6 +30,7 @@ class RunState(StrEnum):
     STARTING = "starting"
     CALLING_MODEL = "calling_model"
     CALLING_TOOL = "calling_tool"
+    AWAITING_APPROVAL = "awaiting_approval"
     COMPLETED = "completed"
     FAILED = "failed"
 
@@ -43,6 +46,9 @@ class RunCarry(BaseModel):
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)
     pending: list[ChatMessage] = Field(default_factory=list)
     """Tool results not yet sent to the model."""
+    policy: PolicySet | None = None
+    ledger: ApprovalLedger = Field(default_factory=ApprovalLedger)
+    denials: int = 0
 
 
 class AgentRunInput(BaseModel):
@@ -95,6 +101,11 @@ class AgentRunResult(BaseModel):
     steps: int
     usage: Usage
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    policy_bundle: str | None = None
+    """`name@version` of the policy bundle that gated the run."""
+    policy_sha256: str | None = None
+    denials: int = 0
+    approvals: list[ApprovalRequest] = Field(default_factory=list)
 
 
 class RunStatus(BaseModel):
@@ -108,3 +119,6 @@ class RunStatus(BaseModel):
     """What the run waits on right now: the model, a tool, or nothing."""
     tool_calls: int = 0
     invalid_tool_calls: int = 0
+    denials: int = 0
+    approval: ApprovalRequest | None = None
+    """The request the run is parked on, if any."""

@@ -10,5 +10,7 @@ AGENT_NAME = SearchAttributeKey.for_keyword("AgentName")
 AGENT_VERSION = SearchAttributeKey.for_keyword("AgentVersion")
 AGENT_OWNER = SearchAttributeKey.for_keyword("AgentOwner")
 TENANT = SearchAttributeKey.for_keyword("Tenant")
+AWAITING_APPROVAL = SearchAttributeKey.for_bool("AwaitingApproval")
+APPROVAL_GROUP = SearchAttributeKey.for_keyword("ApprovalGroup")
 
-ALL = (AGENT_NAME, AGENT_VERSION, AGENT_OWNER, TENANT)
+ALL = (AGENT_NAME, AGENT_VERSION, AGENT_OWNER, TENANT, AWAITING_APPROVAL, APPROVAL_GROUP)

@@ -14,27 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class SideEffect(StrEnum):
-    """What calling the tool does to the world."""
-
-    READ = "read"
-    """Reads only; safe to repeat."""
-    WRITE = "write"
-    """Changes a system of record; gets an idempotency key."""
-    EXTERNAL = "external"
-    """Reaches outside the enterprise (mail, payments, third parties); gets an idempotency key."""
-
-
-class DataClass(StrEnum):
-    """Classes of data a tool touches, for policy and audit."""
-
-    PII = "pii"
-    FINANCIAL = "financial"
-    HEALTH = "health"
-    CREDENTIALS = "credentials"
-    INTERNAL = "internal"
-    PUBLIC = "public"
+from contracts.classes import DataClass, SideEffect
+from contracts.policy import PolicyDecision
 
 
 class ToolMeta(BaseModel):
@@ -78,6 +59,10 @@ class ToolContext(BaseModel):
     call_index: int
     idempotency_key: str | None = None
     """Set for write and external tools: the same for every retry of this call."""
+    decision: PolicyDecision | None = None
+    """The policy decision that allowed this call (so it is in history with the call)."""
+    approved_by: str | None = None
+    """Who approved the call, when it needed approval."""
 
 
 class ToolOutcome(StrEnum):
@@ -85,6 +70,8 @@ class ToolOutcome(StrEnum):
     INVALID_ARGUMENTS = "invalid_arguments"
     NOT_GRANTED = "not_granted"
     UNKNOWN_TOOL = "unknown_tool"
+    DENIED = "denied"
+    """The policy denied it, an approver rejected it, or its approval expired."""
     FAILED = "failed"
 
 
@@ -99,3 +86,7 @@ class ToolCallRecord(BaseModel):
     """The validated arguments (None when they could not be parsed)."""
     error: str | None = None
     idempotency_key: str | None = None
+    decision: PolicyDecision | None = None
+    approval_request: str | None = None
+    """Id of the approval request, when one was needed."""
+    approved_by: str | None = None

@@ -14,7 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+from temporalio.common import SearchAttributeIndexedValueType as _T
+
 from contracts import search
+
+_SA_TYPES = {_T.KEYWORD: "Keyword", _T.BOOL: "Bool", _T.TEXT: "Text", _T.INT: "Int", _T.DOUBLE: "Double", _T.DATETIME: "Datetime"}
 
 #: Dev-server settings that cut each hand-off from ~50 ms to a few (see deploy/README.md).
 FAST_DYNAMIC_CONFIG = (
@@ -49,7 +53,7 @@ def dev_server_args(db_file: Path | None) -> list[str]:
     """Extra `temporal server start-dev` arguments: search attributes, speed settings, persistence."""
     args: list[str] = []
     for key in search.ALL:
-        args += ["--search-attribute", f"{key.name}=Keyword"]
+        args += ["--search-attribute", f"{key.name}={_SA_TYPES[key.indexed_value_type]}"]
     for value in FAST_DYNAMIC_CONFIG:
         args += ["--dynamic-config-value", value]
     if db_file is not None:

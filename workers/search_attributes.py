@@ -5,7 +5,6 @@ Not workflow-safe.
 
 from __future__ import annotations
 
-from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 
@@ -18,7 +17,7 @@ async def ensure_search_attributes(client: Client) -> list[str]:
         ListSearchAttributesRequest(namespace=client.namespace)
     )
     have = set(existing.custom_attributes) | set(existing.system_attributes)
-    missing = {k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in search.ALL if k.name not in have}
+    missing = {k.name: int(k.indexed_value_type) for k in search.ALL if k.name not in have}
     if missing:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)

@@ -6,6 +6,7 @@ Not workflow-safe. The sandbox pass-through list is declared here, once.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 from temporalio.client import Client
@@ -16,6 +17,8 @@ from activities.model.activity import ModelActivities
 from activities.model.endpoints import EndpointRegistry
 from activities.model.pricing import Pricing
 from activities.model.transcripts import TranscriptStore
+from activities.notify import NotifyActivities
+from activities.policy import PolicyActivities
 from activities.tools.catalog import CATALOG
 from activities.tools.it_desk_activities import ItDeskActivities
 from workflows.agent import AgentWorkflow
@@ -51,12 +54,15 @@ class WorkerParts:
     db_url: str
     endpoints: EndpointRegistry = field(default_factory=EndpointRegistry)
     pricing: Pricing = field(default_factory=Pricing)
+    policies: PolicyActivities = field(default_factory=PolicyActivities)
+    webhook_url: str | None = field(default_factory=lambda: os.environ.get("AIFACTORY_NOTIFY_WEBHOOK_URL") or None)
     extra_activities: list = field(default_factory=list)
 
     def activities(self) -> list:
         model = ModelActivities(self.endpoints, TranscriptStore(self.db_url), self.pricing)
         desk = ItDeskActivities(self.db_url)
-        acts = [model.call_model, *desk.activities(), *self.extra_activities]
+        notify = NotifyActivities(self.db_url, self.webhook_url)
+        acts = [model.call_model, self.policies.resolve_policy, notify.send_notification, *desk.activities(), *self.extra_activities]
         names = {getattr(a, "__temporal_activity_definition").name for a in acts}
         missing = sorted(set(CATALOG) - names)
         if missing:

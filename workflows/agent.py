@@ -10,6 +10,7 @@ kept outside history, and the run continues as new before history limits.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from datetime import timedelta
@@ -28,13 +29,22 @@ with workflow.unsafe.imports_passed_through():
     from contracts.model import ChatMessage, ModelCallInput, ModelCallResult, Usage
     from contracts.run import AgentRunInput, AgentRunResult, RunCarry, RunState, RunStatus
     from contracts.schema import parse_json_answer, schema_problems
+    from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, RequestStatus, Verdict
+    from contracts.notify import Notification
+    from contracts.policy import Outcome, PolicyDecision, PolicySet, SafeDefault, ToolCallFacts
     from contracts.tools import ToolCallRecord, ToolContext, ToolOutcome
+    from policies.approvals import ApprovalBook
+    from policies.engine import evaluate
     from policies.grant import check_grant
 
 #: Invalid tool calls (bad arguments, tools outside the grant) a run tolerates before failing.
 MAX_INVALID_TOOL_CALLS = 3
 #: Repair rounds offered when the final answer does not validate.
 MAX_REPAIRS = 1
+#: Calls the policy denies (or approvers reject) that a run tolerates before failing with PolicyDenied.
+MAX_DENIALS = 5
+#: Patch id of the policy gate; runs started before it replay without the gate.
+POLICY_GATE_PATCH = "policy-gate-v1"
 
 MODEL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -79,6 +89,11 @@ class AgentWorkflow:
         # Full conversation in worker memory only, to resend if the store lost it; unknown after continue-as-new.
         self._memory: list[ChatMessage] | None = None if carry else []
         self._step_limit = spec.step_limit
+        self._policy: PolicySet | None = carry.policy if carry else None
+        self._ledger = carry.ledger if carry else ApprovalLedger()
+        self._book = ApprovalBook(self._ledger)
+        self._denials = carry.denials if carry else 0
+        self._waiting_request: ApprovalRequest | None = None
 
     @workflow.query(name="status")
     def status(self) -> RunStatus:
@@ -90,7 +105,57 @@ class AgentWorkflow:
             waiting_on=self._waiting_on,
             tool_calls=len(self._records),
             invalid_tool_calls=self._invalid,
+            denials=self._denials,
+            approval=self._waiting_request,
         )
+
+    @workflow.query(name="approvals")
+    def approvals(self) -> ApprovalLedger:
+        return self._ledger
+
+    # -- approvals: signals for the Temporal UI, an update for a synchronous answer ----------------
+
+    @workflow.signal(name="approve")
+    async def approve(self, decision: ApprovalDecision) -> None:
+        await self._decide(decision, Verdict.APPROVE)
+
+    @workflow.signal(name="reject")
+    async def reject(self, decision: ApprovalDecision) -> None:
+        await self._decide(decision, Verdict.REJECT)
+
+    @workflow.update(name="decide_approval")
+    async def decide_approval(self, decision: ApprovalDecision) -> DecisionAnswer:
+        answer = await self._decide(decision, decision.verdict)
+        if not answer.accepted:
+            raise ApplicationError(answer.reason, type=E.APPROVAL_REFUSED, non_retryable=True)
+        return answer
+
+    @decide_approval.validator
+    def _validate_decision(self, decision: ApprovalDecision) -> None:
+        # Cheap shape checks only: authorization is decided in the handler, so every
+        # attempt, refused or not, is on record in history and in the outbox.
+        if not decision.approver.strip():
+            raise ValueError("approver is required")
+        if not self._ledger.requests:
+            raise ValueError("this run has no approval request")
+
+    async def _decide(self, decision: ApprovalDecision, verdict: Verdict) -> DecisionAnswer:
+        directory = self._policy.directory if self._policy else None
+        if directory is None:
+            from contracts.policy import Directory
+
+            directory = Directory()
+        answer = self._book.decide(decision.request_id, decision.approver.strip(), verdict, decision.note, workflow.now(), directory)
+        if not answer.accepted:
+            workflow.logger.warning("refused %s by %s: %s", verdict.value, decision.approver, answer.reason)
+            await self._notify(
+                "approval_refused",
+                f"refusal/{len(self._ledger.refusals)}",
+                f"Refused {verdict.value} by {decision.approver}: {answer.reason}",
+                group=None,
+                details={"request": answer.request_id, "person": decision.approver, "verdict": verdict.value, "reason": answer.reason},
+            )
+        return answer
 
     @workflow.run
     async def run(self, inp: AgentRunInput) -> AgentRunResult:
@@ -100,6 +165,14 @@ class AgentWorkflow:
         problems = schema_problems(spec.input_schema, inp.input)
         if problems:
             raise _fail(f"run input does not match agent {spec.name!r}: {'; '.join(problems)}", E.INVALID_RUN_INPUT)
+        if self._policy is None and workflow.patched(POLICY_GATE_PATCH):
+            self._policy = await workflow.execute_local_activity(
+                "resolve_policy",
+                spec.policy,
+                result_type=PolicySet,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["PolicyFileError"]),
+            )
         tools = {name: CATALOG[name] for name in spec.tools if name in CATALOG}
         offered = [t.schema_for_model() for t in tools.values()]
         info = workflow.info()
@@ -132,6 +205,7 @@ class AgentWorkflow:
                 problem = "; ".join(bad) if bad else None
             if problem is None:
                 self._set_state(RunState.COMPLETED, "nothing")
+                await workflow.wait_condition(workflow.all_handlers_finished)
                 return AgentRunResult(
                     output=answer,
                     agent=spec.name,
@@ -142,6 +216,10 @@ class AgentWorkflow:
                     steps=self._step,
                     usage=self._usage,
                     tool_calls=self._records,
+                    policy_bundle=f"{self._policy.bundle.name}@{self._policy.bundle.version}" if self._policy else None,
+                    policy_sha256=self._policy.bundle.sha256 if self._policy else None,
+                    denials=self._denials,
+                    approvals=self._ledger.requests,
                 )
             if self._repairs >= MAX_REPAIRS:
                 self._set_state(RunState.FAILED, "nothing")
@@ -217,6 +295,42 @@ class AgentWorkflow:
             )
             return
         info = workflow.info()
+        arguments = args.model_dump(mode="json")
+        record = record.model_copy(update={"arguments": arguments})
+        decision: PolicyDecision | None = None
+        approved_by: str | None = None
+        if self._policy is not None:
+            decision = evaluate(
+                self._policy.bundle,
+                ToolCallFacts(
+                    agent=spec.name,
+                    tenant=self._inp.tenant,
+                    autonomy=spec.autonomy,
+                    tool=name,
+                    side_effect=definition.meta.side_effect,
+                    data_classes=definition.meta.data_classes,
+                    arguments=arguments,
+                ),
+            )
+            record = record.model_copy(update={"decision": decision})
+            if decision.outcome is Outcome.DENY:
+                self._deny(record, f"denied by policy rule {decision.rule_id}: {decision.reason}")
+                return
+            if decision.outcome is Outcome.REQUIRE_APPROVAL:
+                request = await self._await_approval(name, arguments, decision, index)
+                record = record.model_copy(update={"approval_request": request.id})
+                if request.status is not RequestStatus.APPROVED:
+                    if request.status is RequestStatus.REJECTED:
+                        why = f"rejected by {request.decided_by}: {request.note}"
+                    else:
+                        why = f"approval expired without a decision; safe default {request.approval.safe_default.value}"
+                    self._deny(record, why)
+                    if request.status is RequestStatus.EXPIRED and request.approval.safe_default is SafeDefault.STOP:
+                        self._set_state(RunState.FAILED, "nothing")
+                        raise _fail(f"approval {request.id} for {name} expired: {why}", E.APPROVAL_EXPIRED)
+                    return
+                approved_by = request.decided_by
+                record = record.model_copy(update={"approved_by": approved_by})
         key = idempotency_key(info.workflow_id, self._step, index) if definition.meta.needs_idempotency_key else None
         ctx = ToolContext(
             run_id=info.workflow_id,
@@ -225,8 +339,10 @@ class AgentWorkflow:
             step=self._step,
             call_index=index,
             idempotency_key=key,
+            decision=decision,
+            approved_by=approved_by,
         )
-        record = record.model_copy(update={"arguments": args.model_dump(mode="json"), "idempotency_key": key})
+        record = record.model_copy(update={"idempotency_key": key})
         self._set_state(RunState.CALLING_TOOL, f"tool {name}")
         meta = definition.meta
         try:
@@ -265,6 +381,104 @@ class AgentWorkflow:
                 f"last: {record.error}",
                 E.TOOL_ARGUMENTS_INVALID,
             )
+
+    def _deny(self, record: ToolCallRecord, why: str) -> None:
+        """Tell the model the call was not done (it may try another way); fail past the bound."""
+        self._denials += 1
+        record = record.model_copy(update={"outcome": ToolOutcome.DENIED, "error": why})
+        self._records.append(record)
+        d = record.decision
+        content = {"error": "denied", "reason": why}
+        if d is not None:
+            content |= {"rule": d.rule_id, "policy": d.bundle, "policy_sha256": d.bundle_sha256}
+        self._pending.append(ChatMessage(role="tool", tool_call_id=record.call_id, content=json.dumps(content)))
+        if self._denials > MAX_DENIALS:
+            self._set_state(RunState.FAILED, "nothing")
+            raise _fail(f"{self._denials} tool calls were denied (limit {MAX_DENIALS}); last: {why}", E.POLICY_DENIED)
+
+    async def _await_approval(
+        self, tool: str, arguments: dict, decision: PolicyDecision, index: int
+    ) -> ApprovalRequest:
+        """Park durably until a person decides, escalating tier by tier on timers; then the safe default."""
+        assert decision.approval is not None
+        now = workflow.now()
+        request = self._book.open(
+            ApprovalRequest(
+                id=f"{self._step}.{index}", tool=tool, arguments=arguments, rule_id=decision.rule_id,
+                reason=decision.reason, approval=decision.approval, requester=self._inp.requester,
+                tenant=self._inp.tenant, requested_at=now, deadline=now + decision.approval.chain[0].sla,
+            )
+        )  # fmt: skip
+        self._waiting_request = request
+        event, subject = "requested", f"Approval needed: {tool} for {self._inp.release.spec.name}"
+        while True:
+            self._show_awaiting(request)
+            await self._notify(
+                f"approval_{event}", f"{request.id}/{event}", subject, group=request.group,
+                details={"request": request.id, "tool": tool, "arguments": summarize(arguments, 200),
+                         "rule": decision.rule_id, "reason": decision.reason,
+                         "deadline": request.deadline.isoformat(), "tier": request.tier + 1},
+            )  # fmt: skip
+            if request.terminal:
+                break
+            try:
+                remaining = max(request.deadline - workflow.now(), timedelta(milliseconds=1))
+                await workflow.wait_condition(lambda: request.terminal, timeout=remaining)
+                break
+            except asyncio.TimeoutError:
+                if self._book.escalate(request.id, workflow.now()):
+                    event = f"escalated_tier{request.tier + 1}"
+                    subject = f"Escalated ({request.tier + 1}/{len(request.approval.chain)}): {tool} for {self._inp.release.spec.name}"
+                    continue
+                await self._notify(
+                    "approval_expired", f"{request.id}/expired",
+                    f"No decision on {tool}: safe default {request.approval.safe_default.value} applied",
+                    group=request.group, details={"request": request.id, "reason": request.note},
+                )  # fmt: skip
+                break
+        if request.status in (RequestStatus.APPROVED, RequestStatus.REJECTED):
+            await self._notify(
+                "approval_decided", f"{request.id}/decided", f"{tool} {request.status.value} by {request.decided_by}",
+                group=request.group, details={"request": request.id, "note": request.note or ""},
+            )  # fmt: skip
+        self._waiting_request = None
+        workflow.upsert_search_attributes([search.AWAITING_APPROVAL.value_set(False), search.APPROVAL_GROUP.value_unset()])
+        return request
+
+    def _show_awaiting(self, request: ApprovalRequest) -> None:
+        workflow.upsert_search_attributes(
+            [search.AWAITING_APPROVAL.value_set(True), search.APPROVAL_GROUP.value_set(request.group)]
+        )
+        self._state = RunState.AWAITING_APPROVAL
+        self._waiting_on = f"approval {request.id} from {request.group}"
+        workflow.set_current_details(
+            f"**awaiting approval** from **{request.group}** (tier {request.tier + 1}/{len(request.approval.chain)})"
+            f" · tool `{request.tool}` {summarize(request.arguments)} · rule {request.rule_id}: {request.reason}"
+            f" · deadline {request.deadline:%Y-%m-%d %H:%M:%S} UTC · request {request.id}"
+        )
+
+    async def _notify(self, kind: str, suffix: str, subject: str, *, group: str | None, details: dict) -> None:
+        info = workflow.info()
+        directory = self._policy.directory if self._policy else None
+        try:
+            await self._send(info, directory, kind, suffix, subject, group, details)
+        except ActivityError as err:
+            # A notification must never hold up the approval clock or the run: the failure is logged
+            # and the outbox row (if it was written) stays for operators.
+            workflow.logger.error("notification %s/%s failed: %s", kind, suffix, err.cause or err)
+
+    async def _send(self, info, directory, kind: str, suffix: str, subject: str, group: str | None, details: dict) -> None:
+        await workflow.execute_activity(
+            "send_notification",
+            Notification(
+                key=f"{info.workflow_id}/{suffix}", kind=kind, run_id=info.workflow_id,
+                agent=self._inp.release.spec.name, tenant=self._inp.tenant, group=group,
+                recipients=directory.members(group) if (directory and group) else [], subject=subject, details=details,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=6),
+            summary=f"notify {kind}" + (f" {group}" if group else ""),
+        )  # fmt: skip
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -315,5 +529,8 @@ class AgentWorkflow:
             repairs=self._repairs,
             tool_calls=self._records,
             pending=self._pending,
+            policy=self._policy,
+            ledger=self._ledger,
+            denials=self._denials,
         )
         workflow.continue_as_new(self._inp.model_copy(update={"carry": carry}))

@@ -1,0 +1,27 @@
+"""`resolve_policy`: the local activity that hands a run its policy bundle and approver directory.
+
+Not workflow-safe (reads files through `policies.loader`). The result is
+recorded in history, so the bundle a run used (and its hash) is fixed for the
+whole run and replays exactly; the worker keeps serving its last good bundle
+when a file is edited into something invalid.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from contracts.policy import PolicySet
+from policies.loader import PolicyFileError, PolicyStore
+
+
+class PolicyActivities:
+    def __init__(self, store: PolicyStore | None = None) -> None:
+        self.store = store or PolicyStore()
+
+    @activity.defn(name="resolve_policy")
+    async def resolve_policy(self, name: str) -> PolicySet:
+        try:
+            return self.store.get(name)
+        except PolicyFileError as e:
+            raise ApplicationError(str(e), type="PolicyFileError", non_retryable=True) from None

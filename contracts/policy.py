@@ -1,0 +1,159 @@
+"""Policy contracts: bundles, rules, approver directory, and the decisions made from them.
+
+Workflow-safe. A bundle travels with the run (with its content hash), so every
+decision can be reproduced from history. Field docstrings are the reference for
+bundle authors (`policies/bundles/*.yaml`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from contracts.classes import DataClass, SideEffect
+
+
+class Autonomy(StrEnum):
+    """How far an agent may act without a person: every new agent starts supervised."""
+
+    SUPERVISED = "supervised"
+    """Every write or external call needs approval unless a rule lowers it."""
+    ASSISTED = "assisted"
+    """Rules may lower approval for named, low-risk calls."""
+    AUTONOMOUS = "autonomous"
+    """Proven in production; high-risk rules still require approval."""
+
+
+class Outcome(StrEnum):
+    ALLOW = "allow"
+    REQUIRE_APPROVAL = "require_approval"
+    DENY = "deny"
+
+
+class SafeDefault(StrEnum):
+    """What happens when nobody answers after the last tier of the chain."""
+
+    DENY = "deny"
+    """Don't act: the call is denied, the model is told, the run goes on."""
+    STOP = "stop"
+    """Don't act and end the run with `ApprovalExpired`."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class Tier(_Strict):
+    """One level of an escalation chain."""
+
+    group: str
+    """Approver group (from the directory) asked at this level."""
+    sla: timedelta
+    """How long this level has to answer before the request escalates (e.g. `PT15M` or `900`)."""
+
+
+class ApprovalSpec(_Strict):
+    chain: list[Tier] = Field(min_length=1)
+    """Tiers asked in order; the first is asked at once."""
+    safe_default: SafeDefault = SafeDefault.DENY
+    """Applied when the last tier's SLA expires."""
+
+
+class Match(_Strict):
+    """Conditions a tool call must meet for a rule to apply; an omitted condition matches anything."""
+
+    agents: list[str] | None = None
+    tools: list[str] | None = None
+    tenants: list[str] | None = None
+    side_effects: list[SideEffect] | None = None
+    data_classes: list[DataClass] | None = None
+    """Matches when the tool touches any of these."""
+    autonomy: list[Autonomy] | None = None
+    when: str | None = None
+    """Predicate over the tool arguments, e.g. `amount > 10000 and country not in ['US']`."""
+
+
+class Rule(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{1,80}$")
+    """Unique within the bundle; recorded with every decision it makes."""
+    description: str = ""
+    match: Match = Match()
+    decision: Outcome
+    reason: str = Field(min_length=3)
+    """Why the rule exists; shown to the model on a denial and to approvers on a request."""
+    approval: ApprovalSpec | None = None
+    """For `require_approval`: who approves (defaults to the bundle's default approval)."""
+
+
+class PolicyBundle(_Strict):
+    name: str
+    version: str
+    default_approval: ApprovalSpec
+    """Approval used by `require_approval` rules without their own, and for the write/external default."""
+    rules: list[Rule] = Field(default_factory=list)
+    sha256: str = ""
+    """Content hash of the bundle file, set by the loader."""
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "PolicyBundle":
+        seen: set[str] = set()
+        for r in self.rules:
+            if r.id in seen:
+                raise ValueError(f"rule id {r.id!r} is used twice")
+            seen.add(r.id)
+        return self
+
+
+class Person(_Strict):
+    id: str
+    name: str
+    tenants: list[str]
+    """Tenants this person may decide for (`*` for all)."""
+    groups: list[str] = Field(default_factory=list)
+
+
+class Directory(_Strict):
+    """Who is in which approver group; travels with the run next to the bundle."""
+
+    people: list[Person] = Field(default_factory=list)
+    sha256: str = ""
+
+    def person(self, person_id: str) -> Person | None:
+        return next((p for p in self.people if p.id == person_id), None)
+
+    def members(self, group: str) -> list[str]:
+        return [p.id for p in self.people if group in p.groups]
+
+
+class PolicySet(_Strict):
+    """The bundle and directory a run uses, fixed when the run starts."""
+
+    bundle: PolicyBundle
+    directory: Directory
+
+
+class ToolCallFacts(_Strict):
+    """Everything a decision may depend on; all of it is in history."""
+
+    agent: str
+    tenant: str
+    autonomy: Autonomy
+    tool: str
+    side_effect: SideEffect
+    data_classes: tuple[DataClass, ...] = ()
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class PolicyDecision(_Strict):
+    outcome: Outcome
+    rule_id: str
+    """The deciding rule, or `default:deny` / `default:write-approval`."""
+    reason: str
+    bundle: str
+    """`name@version`."""
+    bundle_sha256: str
+    approval: ApprovalSpec | None = None
+    """Set when the outcome is `require_approval`."""

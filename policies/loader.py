@@ -1,0 +1,122 @@
+"""Load policy bundles and the approver directory from `policies/`; workflows never import this.
+
+Not workflow-safe (reads files). A bundle is validated on load, every predicate
+compiled, and its content hashed; a bad file is refused with the file, rule and
+field named. `PolicyStore` re-reads a file when it changes and keeps serving
+the last good version when the new one is bad.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from contracts.policy import Directory, PolicyBundle, PolicySet
+from policies.predicates import PredicateError, compile_predicate
+
+log = logging.getLogger("aifactory.policy")
+POLICIES_DIR = Path(__file__).resolve().parent
+
+
+class PolicyFileError(ValueError):
+    """A bundle or directory file was refused; the message names file, rule and field."""
+
+
+def _describe_loc(data: Any, loc: tuple) -> str:
+    """`rule 'p1' (rules[2]) field match.when`, or `field default_approval.chain`."""
+    loc = tuple(loc)
+    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        rules = data.get("rules") if isinstance(data, dict) else None
+        rule = rules[loc[1]] if isinstance(rules, list) and loc[1] < len(rules) else None
+        rule_id = rule.get("id", "?") if isinstance(rule, dict) else "?"
+        rest = ".".join(map(str, loc[2:])) or "(rule)"
+        return f"rule {rule_id!r} (rules[{loc[1]}]) field {rest}"
+    return "field " + (".".join(map(str, loc)) or "(root)")
+
+
+def _read_yaml(path: Path) -> tuple[Any, str]:
+    if not path.is_file():
+        raise PolicyFileError(f"{path}: file not found")
+    raw = path.read_bytes()
+    try:
+        return yaml.safe_load(raw), hashlib.sha256(raw).hexdigest()
+    except yaml.YAMLError as e:
+        raise PolicyFileError(f"{path}: not valid YAML: {e}") from None
+
+
+def load_bundle(path: Path) -> PolicyBundle:
+    data, digest = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise PolicyFileError(f"{path}: must be a mapping with name, version, default_approval and rules")
+    try:
+        bundle = PolicyBundle.model_validate({**data, "sha256": digest})
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = _describe_loc(data, tuple(err["loc"]))
+        raise PolicyFileError(f"{path}: {where}: {err['msg'].removeprefix('Value error, ')}") from None
+    for i, rule in enumerate(bundle.rules):
+        if rule.match.when is not None:
+            try:
+                compile_predicate(rule.match.when)
+            except PredicateError as e:
+                raise PolicyFileError(f"{path}: rule {rule.id!r} (rules[{i}]) field match.when: {e}") from None
+    return bundle
+
+
+def load_directory(path: Path) -> Directory:
+    data, digest = _read_yaml(path)
+    try:
+        return Directory.model_validate({**(data or {}), "sha256": digest})
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise PolicyFileError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+
+
+def check_groups(bundle: PolicyBundle, directory: Directory, path: Path) -> None:
+    """Every approver group a bundle names must have members in the directory."""
+    chains = [("default_approval", bundle.default_approval)] + [
+        (f"rule {r.id!r} field approval", r.approval) for r in bundle.rules if r.approval
+    ]
+    for where, spec in chains:
+        for tier in spec.chain:
+            if not directory.members(tier.group):
+                raise PolicyFileError(f"{path}: {where}: approver group {tier.group!r} has no members in the directory")
+
+
+class PolicyStore:
+    """Serves bundles by name; re-reads changed files and keeps the last good version of each."""
+
+    def __init__(self, root: Path = POLICIES_DIR) -> None:
+        self.root = root
+        self._good: dict[str, tuple[tuple, PolicySet]] = {}
+        self._lock = threading.Lock()
+
+    def _stamp(self, name: str) -> tuple:
+        files = (self.root / "bundles" / f"{name}.yaml", self.root / "directory.yaml")
+        return tuple(f.stat().st_mtime_ns if f.exists() else 0 for f in files)
+
+    def get(self, name: str) -> PolicySet:
+        with self._lock:
+            stamp = self._stamp(name)
+            cached = self._good.get(name)
+            if cached and cached[0] == stamp:
+                return cached[1]
+            path = self.root / "bundles" / f"{name}.yaml"
+            try:
+                bundle = load_bundle(path)
+                directory = load_directory(self.root / "directory.yaml")
+                check_groups(bundle, directory, path)
+            except PolicyFileError as e:
+                if cached:
+                    log.error("policy bundle %r refused, keeping the last good version %s: %s", name, cached[1].bundle.sha256[:12], e)
+                    return cached[1]
+                raise
+            policy = PolicySet(bundle=bundle, directory=directory)
+            self._good[name] = (stamp, policy)
+            return policy
