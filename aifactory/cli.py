@@ -6,6 +6,9 @@ Not workflow-safe.
     aifactory check [AGENT ...]          the admission gate (exit 1 with one line per problem)
     aifactory run AGENT --tenant T --input JSON|@file [--run-key K] [--wait] [--json]
     aifactory status RUN                 where a run is (step, cost, what it waits on)
+    aifactory approvals list [--group G] [--json]      runs waiting for a person
+    aifactory approve RUN --as PERSON [--note ...]     approve what RUN waits for
+    aifactory reject RUN --as PERSON --note ...        reject it (a note is required)
     aifactory worker                     run a worker against the configured cluster
     aifactory dev                        dev server + worker, until Ctrl-C
     aifactory demo                       dev server + worker + the reference agent on its samples
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from aifactory.check import check_agent, check_all
-from aifactory.client import AgentNotAdmitted, FactoryClient, RunFailed, RunInputRejected
+from aifactory.client import AgentNotAdmitted, ApprovalRefused, FactoryClient, RunFailed, RunInputRejected
 from aifactory.registry import AgentNotFound, discover, find_agent
 from workers.settings import Settings
 
@@ -189,6 +192,38 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# -- approvals ---------------------------------------------------------------------------------
+
+
+async def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
+    factory = await FactoryClient.connect(settings)
+    pending = await factory.pending_approvals(args.group)
+    if args.json:
+        _print_json([{"workflow_id": p.workflow_id, "agent": p.agent, "tenant": p.tenant, **p.request.model_dump(mode="json")} for p in pending])
+        return 0
+    if not pending:
+        print("no runs are waiting for approval" + (f" from {args.group}" if args.group else ""))
+        return 0
+    for p in pending:
+        r = p.request
+        print(f"{p.workflow_id}  request {r.id}  {r.tool} {json.dumps(r.arguments, sort_keys=True)}")
+        print(f"    group {r.group} (tier {r.tier + 1}/{len(r.approval.chain)}) · deadline {r.deadline:%Y-%m-%d %H:%M:%S} UTC · rule {r.rule_id}: {r.reason}")
+    return 0
+
+
+async def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "reject" and not (args.note or "").strip():
+        raise CliError("reject needs --note saying why")
+    factory = await FactoryClient.connect(settings)
+    try:
+        answer = await factory.decide(args.run, args.person, "approve" if args.command == "approve" else "reject", args.note, args.request)
+    except ApprovalRefused as e:
+        print(f"refused: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.run} request {answer.request_id}: {answer.reason}")
+    return 0
+
+
 # -- processes ---------------------------------------------------------------------------------
 
 
@@ -264,6 +299,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--wait", action="store_true", help="wait for the result")
     r.add_argument("--json", action="store_true")
 
+    ap = sub.add_parser("approvals", help="runs waiting for approval")
+    ap.add_argument("action", choices=["list"])
+    ap.add_argument("--group")
+    ap.add_argument("--json", action="store_true")
+    for verb in ("approve", "reject"):
+        d = sub.add_parser(verb, help=f"{verb} what a run waits for")
+        d.add_argument("run", help="workflow id, e.g. agent/it-triage/acme/T-1001")
+        d.add_argument("--as", dest="person", required=True, help="your person id in the approver directory")
+        d.add_argument("--note")
+        d.add_argument("--request", help="request id (default: the pending one)")
+
     s = sub.add_parser("status", help="status of a run")
     s.add_argument("run", help="workflow id, e.g. agent/it-triage/acme/T-1001")
     s.add_argument("--json", action="store_true")
@@ -285,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "agents": cmd_agents, "check": cmd_check, "run": cmd_run, "status": cmd_status,
         "worker": cmd_worker, "dev": cmd_dev, "setup": cmd_setup, "demo": cmd_demo,
+        "approvals": cmd_approvals, "approve": cmd_decide, "reject": cmd_decide,
     }  # fmt: skip
     try:
         result = handlers[args.command](args, settings)

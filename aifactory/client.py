@@ -18,14 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from aifactory.check import check_agent
 from aifactory.registry import find_agent
 from contracts import search
 from contracts.agent import AgentRelease
+from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, Verdict
+from contracts.errors import APPROVAL_REFUSED
 from contracts.run import AgentRunInput, AgentRunResult, RunStatus, run_workflow_id
 from contracts.schema import schema_problems
 from workers.settings import Settings, connect
@@ -52,6 +55,18 @@ class RunFailed(RuntimeError):
         self.workflow_id = workflow_id
         self.type = type_
         super().__init__(f"run {workflow_id} failed ({type_ or 'error'}): {message}")
+
+
+class ApprovalRefused(PermissionError):
+    """The run refused the decision (not authorized, already decided, expired); the reason says which."""
+
+
+@dataclass
+class PendingApproval:
+    workflow_id: str
+    agent: str
+    tenant: str
+    request: ApprovalRequest
 
 
 @dataclass
@@ -160,3 +175,39 @@ class FactoryClient:
 
     def handle(self, workflow_id: str) -> RunHandle:
         return RunHandle(workflow_id, False, self.client.get_workflow_handle(workflow_id, result_type=AgentRunResult))
+
+    # -- approvals ---------------------------------------------------------------------------
+
+    async def decide(
+        self, workflow_id: str, person: str, verdict: Verdict | str, note: str | None = None, request_id: str | None = None
+    ) -> DecisionAnswer:
+        """Approve or reject a pending request; the run answers synchronously, refusals raise `ApprovalRefused`."""
+        handle = self.client.get_workflow_handle(workflow_id)
+        decision = ApprovalDecision(approver=person, note=note, request_id=request_id, verdict=Verdict(verdict))
+        try:
+            return await handle.execute_update("decide_approval", decision, result_type=DecisionAnswer)
+        except RPCError as e:
+            if e.status is RPCStatusCode.NOT_FOUND:
+                raise ApprovalRefused(f"run {workflow_id} is not running ({e.message}); nothing is waiting for a decision") from None
+            raise
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            if isinstance(cause, ApplicationError) and cause.type == APPROVAL_REFUSED:
+                raise ApprovalRefused(cause.message) from None
+            raise ApprovalRefused(str(cause or e)) from None
+
+    async def pending_approvals(self, group: str | None = None) -> list[PendingApproval]:
+        """Runs parked on an approval (optionally for one group), with what they wait for."""
+        query = "AwaitingApproval = true"
+        if group:
+            query += f' AND ApprovalGroup = "{group}"'
+        out: list[PendingApproval] = []
+        async for wf in self.client.list_workflows(query):
+            ledger = await self.client.get_workflow_handle(wf.id).query("approvals", result_type=ApprovalLedger)
+            attrs = wf.typed_search_attributes
+            for request in ledger.requests:
+                if request.status.value == "pending" and (group is None or request.group == group):
+                    out.append(
+                        PendingApproval(wf.id, attrs.get(search.AGENT_NAME) or "?", attrs.get(search.TENANT) or "?", request)
+                    )
+        return sorted(out, key=lambda p: p.request.deadline)

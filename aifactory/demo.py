@@ -34,6 +34,7 @@ async def run_demo(settings: Settings, *, model: str = "auto", agent: str = "it-
             handle = await factory.start_run(agent, sample, tenant="demo", run_key=f"{name}-{stamp}", requester="demo")
             print(f"  started  {handle.workflow_id}", flush=True)
             handles.append((name, handle))
+        await approve_like_an_operator(factory, [h.workflow_id for _, h in handles])
         failures = 0
         for name, handle in handles:
             try:
@@ -43,8 +44,11 @@ async def run_demo(settings: Settings, *, model: str = "auto", agent: str = "it-
                 print(f"  FAILED   {name}: {e}", flush=True)
                 continue
             out = r.output
+            approved = ", ".join(f"{a.tool} approved by {a.decided_by}" for a in r.approvals if a.decided_by)
+            if approved:
+                print(f"           {name}: {approved}", flush=True)
             print(
-                f"  done     {name}: {out['category']} {out['priority']} {out['ticket_id']} "
+                f"  done     {name}: {out['category']} {out['priority']} {out['ticket_id'] or '(no ticket)'} "
                 f"(dept {out.get('requester_department') or 'unknown'}) · {r.steps} steps · "
                 f"{r.usage.total_tokens} tokens · ${r.usage.cost_usd:.4f} · \"{out['summary']}\"",
                 flush=True,
@@ -55,3 +59,31 @@ async def run_demo(settings: Settings, *, model: str = "auto", agent: str = "it-
             print("(the UI is up while `aifactory dev` runs; the demo's state is kept for it in .aifactory/)")
         print(f"{len(handles) - failures} of {len(handles)} runs completed")
         return 1 if failures else 0
+
+
+DEMO_APPROVER = "maria.keller"
+
+
+async def approve_like_an_operator(factory: FactoryClient, workflow_ids: list[str], timeout: float = 60.0) -> None:
+    """P1 and security tickets wait for a desk lead; the demo plays that lead, as an operator would."""
+    waiting = set(workflow_ids)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while waiting and asyncio.get_running_loop().time() < deadline:
+        for wid in sorted(waiting):
+            handle = factory.handle(wid)
+            desc = await handle.handle.describe()
+            if desc.status is not None and desc.status.name != "RUNNING":
+                waiting.discard(wid)
+                continue
+            status = await handle.status()
+            if status.approval is None:
+                continue
+            r = status.approval
+            print(
+                f"  approval {wid}: {r.tool} {r.arguments.get('priority', '')} {r.arguments.get('category', '')} "
+                f"needs {r.group} (rule {r.rule_id}); approving as {DEMO_APPROVER}, like "
+                f"`aifactory approve {wid} --as {DEMO_APPROVER}`",
+                flush=True,
+            )
+            await factory.decide(wid, DEMO_APPROVER, "approve", note="approved in the demo")
+        await asyncio.sleep(0.3)
