@@ -88,6 +88,9 @@ class Model:
             self._conn, child = ctx.Pipe()
             self._proc = ctx.Process(target=_model_process, args=(child,), daemon=True)
             self._proc.start()
+            if not self._conn.poll(60):
+                self._proc.kill()
+                raise RuntimeError(f"the scripted model process did not start (exit code {self._proc.exitcode})")
             port, self.pid = self._conn.recv(), self._proc.pid
         self.base_url = f"http://127.0.0.1:{port}/v1"
 

@@ -38,8 +38,10 @@ class Endpoint:
                 await client.chat.completions.create(
                     model="scripted", messages=[{"role": "user", "content": question}], timeout=timeout
                 )
-        # max_retries=0: the client itself never retries, Temporal does.
-        assert sum(r.body["messages"][-1]["content"] == question for r in self.model.requests) == 1
+        # max_retries=0: the client itself never retries, Temporal does. (A request cut by the
+        # client's own timeout may not have reached the server's handler yet, hence "at most".)
+        seen = sum(r.body["messages"][-1]["content"] == question for r in self.model.requests)
+        assert seen == 1 if timeout is None else seen <= 1
         return caught.value
 
 
@@ -226,7 +228,7 @@ async def test_long_detail_is_cut_short(endpoint):
 
 
 async def test_timeout_is_retryable(endpoint):
-    exc = await endpoint.error_for(Reply.text("too late", delay=1.0), timeout=0.05)
+    exc = await endpoint.error_for(Reply.text("too late", delay=3.0), timeout=0.3)
     assert isinstance(exc, openai.APITimeoutError)
 
     err = to_application_error(exc, "default")

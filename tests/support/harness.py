@@ -55,11 +55,17 @@ class FactoryUnderTest:
     def release(self, **spec_changes: Any) -> AgentRelease:
         return triage_release(self.task_queue, **spec_changes)
 
-    async def start(self, input: dict[str, Any], run_key: str | None = None, tenant: str = "acme", **spec_changes: Any):
+    async def start(
+        self, input: dict[str, Any], run_key: str | None = None, tenant: str = "acme", requester: str = "", **spec_changes: Any
+    ):
+        from contracts.agent import AgentSpec
         from contracts.run import AgentRunInput
 
+        unknown = set(spec_changes) - set(AgentSpec.model_fields)
+        assert not unknown, f"not agent spec fields: {unknown}"
         run_input = AgentRunInput(
-            release=self.release(**spec_changes), input=input, tenant=tenant, run_key=run_key or uuid.uuid4().hex[:12]
+            release=self.release(**spec_changes), input=input, tenant=tenant, run_key=run_key or uuid.uuid4().hex[:12],
+            requester=requester,
         )
         return await self.factory.start_prepared(run_input)
 
