@@ -67,6 +67,9 @@ class ModelCallInput(BaseModel):
     """Messages new since the last call (or the whole conversation when `base_seq` is 0)."""
     model: ModelSettings
     tools: list[ToolSchema] = Field(default_factory=list)
+    """Tools offered with their schemas (kept for runs recorded before `tool_names`)."""
+    tool_names: list[str] = Field(default_factory=list)
+    """Tools offered by catalog name; the activity sends their schemas, keeping history small."""
     tool_choice: Literal["auto", "none", "required"] = "auto"
     response_schema: dict[str, Any] | None = None
     """When set and no tools are offered, ask the endpoint for JSON matching it."""

@@ -18,9 +18,23 @@ def _path(err) -> str:
     return ".".join(parts) if parts else "(root)"
 
 
+_VALIDATORS: dict[str, Draft202012Validator] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Draft202012Validator:
+    # Pure cache keyed by the schema's content: safe to share across runs and replays.
+    key = json.dumps(schema, sort_keys=True)
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        if len(_VALIDATORS) > 256:
+            _VALIDATORS.clear()
+        validator = _VALIDATORS[key] = Draft202012Validator(schema)
+    return validator
+
+
 def schema_problems(schema: dict[str, Any], instance: Any, limit: int = 5) -> list[str]:
     """Sentences naming each field that breaks `schema`, most specific first; empty when valid."""
-    validator = Draft202012Validator(schema)
+    validator = _validator(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     out = []
     for err in errors[:limit]:

@@ -174,7 +174,7 @@ class AgentWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["PolicyFileError"]),
             )
         tools = {name: CATALOG[name] for name in spec.tools if name in CATALOG}
-        offered = [t.schema_for_model() for t in tools.values()]
+        offered = list(tools)
         info = workflow.info()
         transcript_id = f"{info.workflow_id}#{info.first_execution_run_id}"
         if inp.carry is None:
@@ -243,7 +243,7 @@ class AgentWorkflow:
         base, delta = self._seq, list(self._pending)
         for resend in (False, True):
             request = ModelCallInput(
-                transcript_id=transcript_id, base_seq=base, delta=delta, model=spec.model, tools=offered
+                transcript_id=transcript_id, base_seq=base, delta=delta, model=spec.model, tool_names=offered
             )
             try:
                 result = await workflow.execute_activity(

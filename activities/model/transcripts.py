@@ -37,20 +37,20 @@ class TranscriptStore:
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
+    def prefix(self, transcript_id: str, base_seq: int) -> list[ChatMessage]:
+        """The first `base_seq` messages, from the cache or the store; `TranscriptGap` if fewer are stored."""
+        return self._prefix(transcript_id, base_seq)
+
+    def write(self, transcript_id: str, base_seq: int, messages: list[ChatMessage]) -> None:
+        """Store `messages` at positions `base_seq...` in one transaction (later positions are dropped)."""
+        prefix = self._prefix(transcript_id, base_seq)
+        self._write(transcript_id, base_seq, messages)
+        self._remember(transcript_id, prefix + list(messages))
+
     def extend(self, transcript_id: str, base_seq: int, delta: list[ChatMessage]) -> list[ChatMessage]:
         """Put `delta` at positions `base_seq...` and return the whole transcript."""
-        prefix = self._prefix(transcript_id, base_seq)
-        self._write(transcript_id, base_seq, delta)
-        full = prefix + list(delta)
-        self._remember(transcript_id, full)
-        return full
-
-    def append_reply(self, transcript_id: str, seq: int, reply: ChatMessage) -> None:
-        self._write(transcript_id, seq, [reply])
-        with self._lock:
-            cached = self._cache.get(transcript_id)
-            if cached is not None and len(cached) == seq:
-                cached.append(reply)
+        self.write(transcript_id, base_seq, delta)
+        return self._prefix(transcript_id, base_seq + len(delta))
 
     def load(self, transcript_id: str) -> list[ChatMessage]:
         with Session(engine_for(self._db_url)) as s:
