@@ -1,9 +1,13 @@
 """Record reference histories of `AgentWorkflow` for the replay test.
 
 Run when a workflow change ships, *before* changing the workflow code, so the
-committed files are histories the old code produced:
+committed files are histories the old code produced (name scenarios to record
+only those):
 
-    python -m tests.histories.record
+    python -m tests.histories.record [SCENARIO ...]
+
+The first three were recorded before the policy gate (`policy-gate-v1`) and
+replay through the unpatched branch; `gated_*` ones replay through the gate.
 
 Each scenario runs on a throwaway dev server against the scripted model and
 writes `tests/histories/<scenario>.json`.
@@ -12,6 +16,7 @@ writes `tests/histories/<scenario>.json`.
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 from pathlib import Path
 
@@ -21,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.db import dispose_all
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from aifactory.client import RunFailed
+from contracts.approval import ApprovalDecision
 from contracts import search
 from tests.support.harness import factory_with, seed_db
 from workers.devserver import temporal_cli
@@ -30,7 +36,18 @@ TICKET = {"ticket_text": "Outlook keeps asking for my password.", "requester_ema
 CREATE = {"requester_email": "jonas.berg@example.com", "category": "email", "priority": "P3", "summary": "Outlook password prompts"}
 FINAL = {"category": "email", "priority": "P3", "ticket_id": "INC0000001", "summary": "Outlook password prompts", "requester_department": "Finance"}
 
+P1 = {**CREATE, "priority": "P1", "summary": "Outlook down for the whole floor"}
+P1_FINAL = {**FINAL, "priority": "P1", "summary": "Outlook down for the whole floor"}
+
+#: Scenarios that park on an approval: who decides once the run is waiting.
+DECISIONS = {"gated_approved_after_refusal": [("approve", "tom.becker"), ("approve", "maria.keller")]}
+
 SCENARIOS: dict[str, list[Reply]] = {
+    "gated_approved_after_refusal": [
+        Reply.tool("lookup_requester", {"email": "jonas.berg@example.com"}),
+        Reply.tool("create_ticket", P1),
+        Reply.text(P1_FINAL),
+    ],
     "completed_with_tools": [
         Reply.tool("lookup_requester", {"email": "jonas.berg@example.com"}),
         Reply.error(429, retry_after=0.1),
@@ -52,12 +69,20 @@ async def record() -> None:
         dev_server_existing_path=temporal_cli(), search_attributes=search.ALL, data_converter=pydantic_data_converter
     )
     try:
+        only = set(sys.argv[1:])
         for name, script in SCENARIOS.items():
+            if only and name not in only:
+                continue
             with tempfile.TemporaryDirectory() as tmp:
                 db_url = f"sqlite:///{tmp}/factory.db"
                 seed_db(db_url)
                 async with factory_with(env.client, db_url, ScriptedModel(Turns(script))) as f:
-                    run = await f.start(TICKET, run_key=name)
+                    run = await f.start(TICKET, run_key=name, requester="tom.becker")
+                    if name in DECISIONS:
+                        while (await run.status()).approval is None:
+                            await asyncio.sleep(0.05)
+                        for verdict, person in DECISIONS[name]:
+                            await run.handle.signal(verdict, ApprovalDecision(approver=person, note="recorded"))
                     try:
                         await run.result()
                     except RunFailed:
