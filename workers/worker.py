@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.model.activity import ModelActivities
@@ -47,6 +47,20 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES))
 
 
+def sandbox_enabled(env: dict[str, str] | None = None) -> bool:
+    """`AIFACTORY_WORKFLOW_SANDBOX=1` runs workflows in Temporal's sandbox on production workers.
+
+    The sandbox guards determinism at run time by re-importing the workflow module per run and
+    proxying every payload through it; on the agent workflow that costs about a third of a
+    worker's throughput (bench/README.md). Production workers therefore run it unsandboxed by
+    default, and determinism is guarded before shipping instead: every test runs the sandboxed
+    runner, committed histories are replayed in CI, and a static check refuses nondeterministic
+    calls in workflow-safe code (tests/test_determinism.py).
+    """
+    value = (os.environ if env is None else env).get("AIFACTORY_WORKFLOW_SANDBOX", "")
+    return value.lower() in ("1", "true", "yes", "on")
+
+
 @dataclass
 class WorkerParts:
     """What a worker process runs; tests swap in their own endpoints or database."""
@@ -70,13 +84,15 @@ class WorkerParts:
         return acts
 
 
-def build_worker(client: Client, task_queue: str, parts: WorkerParts, **options) -> Worker:
+def build_worker(client: Client, task_queue: str, parts: WorkerParts, *, sandboxed: bool | None = None, **options) -> Worker:
     """A worker for the agent workflow and every registered tool on `task_queue`."""
+    if sandboxed is None:
+        sandboxed = sandbox_enabled()
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
         activities=parts.activities(),
-        workflow_runner=sandbox_runner(),
+        workflow_runner=sandbox_runner() if sandboxed else UnsandboxedWorkflowRunner(),
         **options,
     )

@@ -59,7 +59,9 @@ class ModelActivities:
         except EndpointNotConfigured as e:
             raise ApplicationError(str(e), type=MODEL_CALL_REJECTED, non_retryable=True) from None
         try:
-            messages = await asyncio.to_thread(self._transcripts.prefix, inp.transcript_id, inp.base_seq)
+            messages = self._transcripts.cached_prefix(inp.transcript_id, inp.base_seq)
+            if messages is None:  # not this worker's run so far: read the store, off the event loop
+                messages = await asyncio.to_thread(self._transcripts.prefix, inp.transcript_id, inp.base_seq)
             messages += inp.delta
         except TranscriptGap as e:
             raise ApplicationError(str(e), type=TRANSCRIPT_MISSING, non_retryable=True) from None

@@ -194,6 +194,7 @@ class ScriptedModel:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # otherwise each answer waits ~40 ms for a delayed ACK
 
             def log_message(self, *args: Any) -> None:
                 pass

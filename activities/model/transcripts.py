@@ -11,7 +11,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from sqlmodel import Field, Session, SQLModel, col, delete, select
+from sqlalchemy import delete, insert
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from activities.db import engine_for
 from contracts.model import ChatMessage
@@ -36,6 +37,16 @@ class TranscriptStore:
         self._cache: OrderedDict[str, list[ChatMessage]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+
+    def cached_prefix(self, transcript_id: str, base_seq: int) -> list[ChatMessage] | None:
+        """The first `base_seq` messages if this process holds them, without touching the store."""
+        if base_seq == 0:
+            return []
+        with self._lock:
+            cached = self._cache.get(transcript_id)
+            if cached is not None and len(cached) >= base_seq:
+                return list(cached[:base_seq])
+        return None
 
     def prefix(self, transcript_id: str, base_seq: int) -> list[ChatMessage]:
         """The first `base_seq` messages, from the cache or the store; `TranscriptGap` if fewer are stored."""
@@ -76,20 +87,21 @@ class TranscriptStore:
         return stored[:base_seq]
 
     def _write(self, transcript_id: str, base_seq: int, messages: list[ChatMessage]) -> None:
-        with Session(engine_for(self._db_url)) as s:
-            s.exec(
-                delete(TranscriptMessage).where(
-                    TranscriptMessage.transcript_id == transcript_id,
-                    col(TranscriptMessage.seq) >= base_seq,
-                )
+        # SQLAlchemy Core in one transaction: this runs on every model call, and an ORM session
+        # per message cost several times more CPU than the statements themselves.
+        table = TranscriptMessage.__table__
+        with engine_for(self._db_url).begin() as conn:
+            conn.execute(
+                delete(table).where(table.c.transcript_id == transcript_id, table.c.seq >= base_seq)
             )
-            for i, m in enumerate(messages):
-                s.add(
-                    TranscriptMessage(
-                        transcript_id=transcript_id, seq=base_seq + i, message=m.model_dump_json(exclude_defaults=True)
-                    )
+            if messages:
+                conn.execute(
+                    insert(table),
+                    [
+                        {"transcript_id": transcript_id, "seq": base_seq + i, "message": m.model_dump_json(exclude_defaults=True)}
+                        for i, m in enumerate(messages)
+                    ],
                 )
-            s.commit()
 
     def _remember(self, transcript_id: str, full: list[ChatMessage]) -> None:
         with self._lock:

@@ -49,8 +49,10 @@ class FactoryUnderTest:
         self.parts = WorkerParts(db_url=db_url, endpoints=endpoints)
         self.factory = FactoryClient(client, AGENTS)
 
-    def worker(self, **options):
-        return build_worker(self.client, self.task_queue, self.parts, max_cached_workflows=0, **options)
+    def worker(self, sandboxed: bool = True, **options):
+        # Tests run the sandboxed runner: it catches nondeterminism that production workers,
+        # which run unsandboxed for throughput, would not notice at run time.
+        return build_worker(self.client, self.task_queue, self.parts, sandboxed=sandboxed, max_cached_workflows=0, **options)
 
     def release(self, **spec_changes: Any) -> AgentRelease:
         return triage_release(self.task_queue, **spec_changes)
