@@ -67,7 +67,7 @@ class Workers:
 
 async def drive(ts_env, fut: FactoryUnderTest, workers: Workers, steps) -> tuple:
     run = await fut.start(TICKET, policy="chain", requester="tom.becker")
-    for _ in range(300):
+    for _ in range(1000):  # up to 20 s on a loaded machine: decisions before parking would only test refusals
         if (await run.status()).approval is not None:
             break
         await asyncio.sleep(0.02)
@@ -89,7 +89,7 @@ async def drive(ts_env, fut: FactoryUnderTest, workers: Workers, steps) -> tuple
         elif step[0] == "restart":
             await workers.restart()
     try:
-        result = await asyncio.wait_for(run.result(), timeout=60)
+        result = await asyncio.wait_for(run.result(), timeout=120)
     except RunFailed:
         result = None
     ledger = await run.handle.query("approvals", result_type=ApprovalLedger)
