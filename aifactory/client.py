@@ -31,6 +31,7 @@ from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest
 from contracts.errors import APPROVAL_REFUSED
 from contracts.run import AgentRunInput, AgentRunResult, RunStatus, run_workflow_id
 from contracts.schema import schema_problems
+from policies.loader import policies_dir
 from workers.settings import Settings, connect
 from workflows.agent import AgentWorkflow
 
@@ -98,6 +99,7 @@ class FactoryClient:
     def __init__(self, client: Client, agents_dir: Path) -> None:
         self.client = client
         self.agents_dir = agents_dir
+        self._admitted: dict[str, tuple[tuple, AgentRelease]] = {}
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> "FactoryClient":
@@ -111,12 +113,27 @@ class FactoryClient:
         return None
 
     def release(self, agent: str) -> AgentRelease:
-        """The agent as admitted, or `AgentNotAdmitted` listing what the gate refused."""
+        """The agent as admitted, or `AgentNotAdmitted` listing what the gate refused.
+
+        The gate reads every file of the agent and its policy bundle; its verdict is kept until
+        one of those files changes, so starting runs does not re-read them each time.
+        """
+        stamp = self._stamp(agent)
+        cached = self._admitted.get(agent)
+        if cached and cached[0] == stamp:
+            return cached[1]
         loaded = find_agent(self.agents_dir, agent)
         problems = check_agent(loaded)
         if problems or loaded.release is None:
             raise AgentNotAdmitted(f"agent {agent!r} is not admitted: " + "; ".join(map(str, problems)))
+        self._admitted[agent] = (stamp, loaded.release)
         return loaded.release
+
+    def _stamp(self, agent: str) -> tuple:
+        folders = [self.agents_dir / agent, policies_dir()]
+        return tuple(
+            (str(p), p.stat().st_mtime_ns) for folder in folders if folder.is_dir() for p in sorted(folder.rglob("*")) if p.is_file()
+        )
 
     def build_input(
         self, agent: str, input: dict[str, Any], *, tenant: str, run_key: str, requester: str = ""

@@ -12,7 +12,7 @@ not the run's requester.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from contracts.approval import (
     ApprovalLedger,
@@ -30,8 +30,14 @@ class ApprovalBook:
 
     def __init__(self, ledger: ApprovalLedger) -> None:
         self.ledger = ledger
-        self.requests = ledger.requests
-        self.refusals = ledger.refusals
+
+    @property
+    def requests(self) -> list[ApprovalRequest]:
+        return self.ledger.requests
+
+    @property
+    def refusals(self) -> list[Refusal]:
+        return self.ledger.refusals
 
     def open(self, request: ApprovalRequest) -> ApprovalRequest:
         if any(r.id == request.id for r in self.requests):
@@ -121,7 +127,3 @@ class ApprovalBook:
 
 def first_deadline(approval: ApprovalSpec, now: datetime) -> datetime:
     return now + approval.chain[0].sla
-
-
-def total_sla(approval: ApprovalSpec) -> timedelta:
-    return sum((t.sla for t in approval.chain), timedelta())

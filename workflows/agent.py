@@ -31,9 +31,9 @@ with workflow.unsafe.imports_passed_through():
     from contracts.schema import parse_json_answer, schema_problems
     from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, RequestStatus, Verdict
     from contracts.notify import Notification
-    from contracts.policy import Outcome, PolicyDecision, PolicySet, SafeDefault, ToolCallFacts
+    from contracts.policy import Directory, Outcome, PolicyDecision, PolicySet, SafeDefault, ToolCallFacts
     from contracts.tools import ToolCallRecord, ToolContext, ToolOutcome
-    from policies.approvals import ApprovalBook
+    from policies.approvals import ApprovalBook, first_deadline
     from policies.engine import evaluate
     from policies.grant import check_grant
 
@@ -93,7 +93,6 @@ class AgentWorkflow:
         self._ledger = carry.ledger if carry else ApprovalLedger()
         self._book = ApprovalBook(self._ledger)
         self._denials = carry.denials if carry else 0
-        self._waiting_request: ApprovalRequest | None = None
 
     @workflow.query(name="status")
     def status(self) -> RunStatus:
@@ -106,7 +105,7 @@ class AgentWorkflow:
             tool_calls=len(self._records),
             invalid_tool_calls=self._invalid,
             denials=self._denials,
-            approval=self._waiting_request,
+            approval=next(iter(self._book.pending()), None),
         )
 
     @workflow.query(name="approvals")
@@ -140,11 +139,7 @@ class AgentWorkflow:
             raise ValueError("this run has no approval request")
 
     async def _decide(self, decision: ApprovalDecision, verdict: Verdict) -> DecisionAnswer:
-        directory = self._policy.directory if self._policy else None
-        if directory is None:
-            from contracts.policy import Directory
-
-            directory = Directory()
+        directory = self._policy.directory if self._policy else Directory()
         answer = self._book.decide(decision.request_id, decision.approver.strip(), verdict, decision.note, workflow.now(), directory)
         if not answer.accepted:
             workflow.logger.warning("refused %s by %s: %s", verdict.value, decision.approver, answer.reason)
@@ -406,10 +401,9 @@ class AgentWorkflow:
             ApprovalRequest(
                 id=f"{self._step}.{index}", tool=tool, arguments=arguments, rule_id=decision.rule_id,
                 reason=decision.reason, approval=decision.approval, requester=self._inp.requester,
-                tenant=self._inp.tenant, requested_at=now, deadline=now + decision.approval.chain[0].sla,
+                tenant=self._inp.tenant, requested_at=now, deadline=first_deadline(decision.approval, now),
             )
         )  # fmt: skip
-        self._waiting_request = request
         event, subject = "requested", f"Approval needed: {tool} for {self._inp.release.spec.name}"
         while True:
             self._show_awaiting(request)
@@ -441,7 +435,6 @@ class AgentWorkflow:
                 "approval_decided", f"{request.id}/decided", f"{tool} {request.status.value} by {request.decided_by}",
                 group=request.group, details={"request": request.id, "note": request.note or ""},
             )  # fmt: skip
-        self._waiting_request = None
         workflow.upsert_search_attributes([search.AWAITING_APPROVAL.value_set(False), search.APPROVAL_GROUP.value_unset()])
         return request
 
@@ -460,25 +453,23 @@ class AgentWorkflow:
     async def _notify(self, kind: str, suffix: str, subject: str, *, group: str | None, details: dict) -> None:
         info = workflow.info()
         directory = self._policy.directory if self._policy else None
+        notification = Notification(
+            key=f"{info.workflow_id}/{suffix}", kind=kind, run_id=info.workflow_id,
+            agent=self._inp.release.spec.name, tenant=self._inp.tenant, group=group,
+            recipients=directory.members(group) if (directory and group) else [], subject=subject, details=details,
+        )  # fmt: skip
         try:
-            await self._send(info, directory, kind, suffix, subject, group, details)
+            await workflow.execute_activity(
+                "send_notification",
+                notification,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=6),
+                summary=f"notify {kind}" + (f" {group}" if group else ""),
+            )
         except ActivityError as err:
             # A notification must never hold up the approval clock or the run: the failure is logged
             # and the outbox row (if it was written) stays for operators.
             workflow.logger.error("notification %s/%s failed: %s", kind, suffix, err.cause or err)
-
-    async def _send(self, info, directory, kind: str, suffix: str, subject: str, group: str | None, details: dict) -> None:
-        await workflow.execute_activity(
-            "send_notification",
-            Notification(
-                key=f"{info.workflow_id}/{suffix}", kind=kind, run_id=info.workflow_id,
-                agent=self._inp.release.spec.name, tenant=self._inp.tenant, group=group,
-                recipients=directory.members(group) if (directory and group) else [], subject=subject, details=details,
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=6),
-            summary=f"notify {kind}" + (f" {group}" if group else ""),
-        )  # fmt: skip
 
     # -- bookkeeping -----------------------------------------------------------------------
 

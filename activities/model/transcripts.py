@@ -58,11 +58,6 @@ class TranscriptStore:
         self._write(transcript_id, base_seq, messages)
         self._remember(transcript_id, prefix + list(messages))
 
-    def extend(self, transcript_id: str, base_seq: int, delta: list[ChatMessage]) -> list[ChatMessage]:
-        """Put `delta` at positions `base_seq...` and return the whole transcript."""
-        self.write(transcript_id, base_seq, delta)
-        return self._prefix(transcript_id, base_seq + len(delta))
-
     def load(self, transcript_id: str) -> list[ChatMessage]:
         with Session(engine_for(self._db_url)) as s:
             rows = s.exec(

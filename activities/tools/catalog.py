@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -35,6 +36,11 @@ class ToolDefinition:
 
     def schema_for_model(self) -> ToolSchema:
         """The tool as the model sees it; parameters come from the input model."""
+        return self._model_schema
+
+    @cached_property
+    def _model_schema(self) -> ToolSchema:
+        # Built once per tool: the model activity offers it on every call.
         schema = self.args_model.model_json_schema()
         schema.pop("title", None)
         return ToolSchema(name=self.name, description=self.meta.description, parameters=schema)
