@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from contracts.agent import ModelSettings
+from contracts.tools import ToolCallRecord
 
 
 class ToolCall(BaseModel):
@@ -73,6 +74,12 @@ class ModelCallInput(BaseModel):
     tool_choice: Literal["auto", "none", "required"] = "auto"
     response_schema: dict[str, Any] | None = None
     """When set and no tools are offered, ask the endpoint for JSON matching it."""
+    step: int = 0
+    """The run's step this call belongs to (0 in histories recorded before it was sent)."""
+    settled: list[ToolCallRecord] = Field(default_factory=list)
+    """Tool calls since the last model call that ran no activity (outside the grant, invalid
+    arguments, denied, not approved). The model reads the same outcome as tool messages in
+    `delta`; this structured copy is what the audit export reads from history."""
 
 
 class ModelCallResult(BaseModel):

@@ -49,6 +49,17 @@ class RunCarry(BaseModel):
     policy: PolicySet | None = None
     ledger: ApprovalLedger = Field(default_factory=ApprovalLedger)
     denials: int = 0
+    settled: list[ToolCallRecord] = Field(default_factory=list)
+    """Tool calls that ran no activity and have not yet been reported with a model call."""
+
+
+class RunFailure(BaseModel):
+    """Details attached to a run's typed failure: what history holds nowhere else."""
+
+    step: int
+    usage: Usage
+    settled: list[ToolCallRecord] = Field(default_factory=list)
+    """Tool calls since the last model call that ran no activity (the one that ended the run, often)."""
 
 
 class AgentRunInput(BaseModel):

@@ -34,6 +34,7 @@ def start_worker_process(env, task_queue: str, db_url: str, base_url: str, log: 
         "AIFACTORY_AGENTS_DIR": str(AGENTS),
         "AIFACTORY_ENDPOINT_DEFAULT_BASE_URL": base_url,
         "AIFACTORY_ENDPOINT_DEFAULT_API_KEY": "sk-worker-only",
+        "AIFACTORY_CODEC": "off",  # the test's own client speaks clear text
     }
     return subprocess.Popen(
         [sys.executable, "-m", "aifactory.cli", "worker"], env=environ, cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT

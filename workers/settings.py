@@ -12,6 +12,8 @@ the dev server on 127.0.0.1:7233 that `aifactory dev` starts.
     AIFACTORY_HOME          where embedded state lives (default `./.aifactory`)
     AIFACTORY_DB_URL        the factory's SQL store (default SQLite under AIFACTORY_HOME)
     AIFACTORY_AGENTS_DIR    folder of agent definitions (default `./agents`)
+    AIFACTORY_CODEC, AIFACTORY_CODEC_KEYS, AIFACTORY_CODEC_KEY_FILE
+                            payload encryption keys (see `workers.codec`)
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from pathlib import Path
 from typing import Mapping
 
 from temporalio.client import Client, TLSConfig
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+
+from workers.codec import KeyRing, codec_key_ring, data_converter
 
 EMBEDDED_ADDRESS = "127.0.0.1:7233"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +45,7 @@ class Settings:
     home: Path = Path(".aifactory")
     db_url: str = ""
     agents_dir: Path = Path("agents")
+    codec_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -65,6 +70,7 @@ class Settings:
             home=home,
             db_url=env.get("AIFACTORY_DB_URL") or f"sqlite:///{home / 'factory.db'}",
             agents_dir=agents_dir.resolve(),
+            codec_env={k: v for k, v in env.items() if k.startswith("AIFACTORY_CODEC")},
         )
 
     @property
@@ -74,6 +80,13 @@ class Settings:
     @property
     def address(self) -> str:
         return self.temporal_address or EMBEDDED_ADDRESS
+
+    def key_ring(self) -> KeyRing | None:
+        """The payload encryption keys; the embedded default creates its key file on first use."""
+        return codec_key_ring(self.codec_env, self.home, embedded=self.embedded)
+
+    def data_converter(self) -> DataConverter:
+        return data_converter(self.key_ring())
 
     def tls_config(self) -> TLSConfig | bool:
         if self.tls_cert or self.tls_key or self.tls_ca:
@@ -85,11 +98,11 @@ class Settings:
 
 
 async def connect(settings: Settings, address: str | None = None) -> Client:
-    """A client with the factory's data converter (pydantic models over the wire)."""
+    """A client with the factory's data converter: pydantic models, encrypted at rest in history."""
     return await Client.connect(
         address or settings.address,
         namespace=settings.namespace,
         api_key=settings.api_key,
         tls=settings.tls_config(),
-        data_converter=pydantic_data_converter,
+        data_converter=settings.data_converter(),
     )

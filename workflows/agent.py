@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts import errors as E
     from contracts import search
     from contracts.model import ChatMessage, ModelCallInput, ModelCallResult, Usage
-    from contracts.run import AgentRunInput, AgentRunResult, RunCarry, RunState, RunStatus
+    from contracts.run import AgentRunInput, AgentRunResult, RunCarry, RunFailure, RunState, RunStatus
     from contracts.schema import parse_json_answer, schema_problems
     from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, RequestStatus, Verdict
     from contracts.notify import Notification
@@ -65,10 +65,6 @@ def summarize(data: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _fail(message: str, type_: str) -> ApplicationError:
-    return ApplicationError(message, type=type_, non_retryable=True)
-
-
 @workflow.defn(name="AgentWorkflow", failure_exception_types=[ValidationError])
 class AgentWorkflow:
     @workflow.init
@@ -93,6 +89,7 @@ class AgentWorkflow:
         self._ledger = carry.ledger if carry else ApprovalLedger()
         self._book = ApprovalBook(self._ledger)
         self._denials = carry.denials if carry else 0
+        self._settled: list[ToolCallRecord] = list(carry.settled) if carry else []
 
     @workflow.query(name="status")
     def status(self) -> RunStatus:
@@ -159,7 +156,7 @@ class AgentWorkflow:
         self._label_run()
         problems = schema_problems(spec.input_schema, inp.input)
         if problems:
-            raise _fail(f"run input does not match agent {spec.name!r}: {'; '.join(problems)}", E.INVALID_RUN_INPUT)
+            raise self._fail(f"run input does not match agent {spec.name!r}: {'; '.join(problems)}", E.INVALID_RUN_INPUT)
         if self._policy is None and workflow.patched(POLICY_GATE_PATCH):
             self._policy = await workflow.execute_local_activity(
                 "resolve_policy",
@@ -182,7 +179,7 @@ class AgentWorkflow:
             if self._should_continue_as_new():
                 self._continue_as_new()
             if spec.cost_limit_usd > 0 and self._usage.cost_usd + self._last_call_cost > spec.cost_limit_usd:
-                raise _fail(
+                raise self._fail(
                     f"run cost ${self._usage.cost_usd:.4f} plus the next call would pass the cap "
                     f"${spec.cost_limit_usd:.4f}",
                     E.BUDGET_EXCEEDED,
@@ -218,7 +215,7 @@ class AgentWorkflow:
                 )
             if self._repairs >= MAX_REPAIRS:
                 self._set_state(RunState.FAILED, "nothing")
-                raise _fail(f"final answer is invalid after {self._repairs} repair round(s): {problem}", E.OUTPUT_INVALID)
+                raise self._fail(f"final answer is invalid after {self._repairs} repair round(s): {problem}", E.OUTPUT_INVALID)
             self._repairs += 1
             self._pending.append(
                 ChatMessage(
@@ -228,7 +225,7 @@ class AgentWorkflow:
                 )
             )
         self._set_state(RunState.FAILED, "nothing")
-        raise _fail(f"run reached the step limit of {spec.step_limit} without a final answer", E.STEP_LIMIT_EXCEEDED)
+        raise self._fail(f"run reached the step limit of {spec.step_limit} without a final answer", E.STEP_LIMIT_EXCEEDED)
 
     # -- model -----------------------------------------------------------------------------
 
@@ -238,7 +235,8 @@ class AgentWorkflow:
         base, delta = self._seq, list(self._pending)
         for resend in (False, True):
             request = ModelCallInput(
-                transcript_id=transcript_id, base_seq=base, delta=delta, model=spec.model, tool_names=offered
+                transcript_id=transcript_id, base_seq=base, delta=delta, model=spec.model, tool_names=offered,
+                step=self._step, settled=self._settled,
             )
             try:
                 result = await workflow.execute_activity(
@@ -259,8 +257,8 @@ class AgentWorkflow:
                 self._set_state(RunState.FAILED, "nothing")
                 message = cause.message if isinstance(cause, ApplicationError) else str(cause)
                 if kind in (E.MODEL_CALL_REJECTED, E.TRANSCRIPT_MISSING):
-                    raise _fail(f"model call failed: {message}", kind) from None
-                raise _fail(f"model call failed after retries: {message}", E.MODEL_UNAVAILABLE) from None
+                    raise self._fail(f"model call failed: {message}", kind) from None
+                raise self._fail(f"model call failed after retries: {message}", E.MODEL_UNAVAILABLE) from None
         self._usage = self._usage + result.usage
         self._last_call_cost = result.usage.cost_usd
         if self._memory is not None:
@@ -268,6 +266,7 @@ class AgentWorkflow:
             self._memory.append(result.message)
         self._seq = base + len(delta) + 1
         self._pending = []
+        self._settled = []
         return result
 
     # -- tools -----------------------------------------------------------------------------
@@ -322,7 +321,7 @@ class AgentWorkflow:
                     self._deny(record, why)
                     if request.status is RequestStatus.EXPIRED and request.approval.safe_default is SafeDefault.STOP:
                         self._set_state(RunState.FAILED, "nothing")
-                        raise _fail(f"approval {request.id} for {name} expired: {why}", E.APPROVAL_EXPIRED)
+                        raise self._fail(f"approval {request.id} for {name} expired: {why}", E.APPROVAL_EXPIRED)
                     return
                 approved_by = request.decided_by
                 record = record.model_copy(update={"approved_by": approved_by})
@@ -365,13 +364,14 @@ class AgentWorkflow:
         """Report an invalid call to the model as a tool error; fail the run past the bound."""
         self._invalid += 1
         self._records.append(record)
+        self._settled.append(record)
         self._pending.append(
             ChatMessage(role="tool", tool_call_id=record.call_id, content=json.dumps({"error": record.error}))
         )
         workflow.logger.info("rejected tool call %s: %s", record.tool, record.error)
         if self._invalid > MAX_INVALID_TOOL_CALLS:
             self._set_state(RunState.FAILED, "nothing")
-            raise _fail(
+            raise self._fail(
                 f"model proposed {self._invalid} invalid tool calls (limit {MAX_INVALID_TOOL_CALLS}); "
                 f"last: {record.error}",
                 E.TOOL_ARGUMENTS_INVALID,
@@ -382,6 +382,7 @@ class AgentWorkflow:
         self._denials += 1
         record = record.model_copy(update={"outcome": ToolOutcome.DENIED, "error": why})
         self._records.append(record)
+        self._settled.append(record)
         d = record.decision
         content = {"error": "denied", "reason": why}
         if d is not None:
@@ -389,7 +390,7 @@ class AgentWorkflow:
         self._pending.append(ChatMessage(role="tool", tool_call_id=record.call_id, content=json.dumps(content)))
         if self._denials > MAX_DENIALS:
             self._set_state(RunState.FAILED, "nothing")
-            raise _fail(f"{self._denials} tool calls were denied (limit {MAX_DENIALS}); last: {why}", E.POLICY_DENIED)
+            raise self._fail(f"{self._denials} tool calls were denied (limit {MAX_DENIALS}); last: {why}", E.POLICY_DENIED)
 
     async def _await_approval(
         self, tool: str, arguments: dict, decision: PolicyDecision, index: int
@@ -433,7 +434,8 @@ class AgentWorkflow:
         if request.status in (RequestStatus.APPROVED, RequestStatus.REJECTED):
             await self._notify(
                 "approval_decided", f"{request.id}/decided", f"{tool} {request.status.value} by {request.decided_by}",
-                group=request.group, details={"request": request.id, "note": request.note or ""},
+                group=request.group,
+                details={"request": request.id, "verdict": request.status.value, "by": request.decided_by, "note": request.note or ""},
             )  # fmt: skip
         workflow.upsert_search_attributes([search.AWAITING_APPROVAL.value_set(False), search.APPROVAL_GROUP.value_unset()])
         return request
@@ -472,6 +474,11 @@ class AgentWorkflow:
             workflow.logger.error("notification %s/%s failed: %s", kind, suffix, err.cause or err)
 
     # -- bookkeeping -----------------------------------------------------------------------
+
+    def _fail(self, message: str, type_: str) -> ApplicationError:
+        """A typed, non-retryable run failure carrying what the audit trail finds nowhere else in history."""
+        details = RunFailure(step=self._step, usage=self._usage, settled=self._settled)
+        return ApplicationError(message, details, type=type_, non_retryable=True)
 
     def _system_prompt(self) -> str:
         release = self._inp.release
@@ -523,5 +530,6 @@ class AgentWorkflow:
             policy=self._policy,
             ledger=self._ledger,
             denials=self._denials,
+            settled=self._settled,
         )
         workflow.continue_as_new(self._inp.model_copy(update={"carry": carry}))

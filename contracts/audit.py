@@ -1,0 +1,90 @@
+"""Audit records: one run's story in order, as the audit store keeps it.
+
+Workflow-safe: models only. Records are derived from workflow history by the
+audit export (`activities.audit`), never written by the workflow itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class RecordKind(StrEnum):
+    RUN_STARTED = "run_started"
+    RUN_CONTINUED = "run_continued"
+    """The run continued as new: same run, a fresh history."""
+    MODEL_CALL = "model_call"
+    TOOL_CALL = "tool_call"
+    """A tool call the model asked for, with the policy decision and what became of it."""
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_ESCALATED = "approval_escalated"
+    APPROVAL_ATTEMPT = "approval_attempt"
+    """Somebody approved or rejected through a signal or an update (accepted or not)."""
+    APPROVAL_REFUSED = "approval_refused"
+    """A decision from somebody not entitled to make it."""
+    APPROVAL_DECIDED = "approval_decided"
+    APPROVAL_EXPIRED = "approval_expired"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    KILLED = "killed"
+    RUN_COMPLETED = "run_completed"
+    RUN_FAILED = "run_failed"
+    RUN_CANCELED = "run_canceled"
+    RUN_TERMINATED = "run_terminated"
+    RUN_TIMED_OUT = "run_timed_out"
+
+
+CLOSING_KINDS = frozenset(
+    {RecordKind.RUN_COMPLETED, RecordKind.RUN_FAILED, RecordKind.RUN_CANCELED, RecordKind.RUN_TERMINATED, RecordKind.RUN_TIMED_OUT}
+)
+
+
+class Decision(StrEnum):
+    """The policy gate's outcome for a tool call, as an auditor asks for it."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    APPROVAL = "approval"
+    """Allowed only once a person approved (or refused: see the outcome)."""
+
+
+class AuditRecord(BaseModel):
+    """One entry of a run's story. Fields that do not apply to a kind stay None."""
+
+    kind: RecordKind
+    at: datetime
+    """When history recorded it (the server's clock)."""
+    execution: str
+    """Temporal run id of the history it came from (several after continue-as-new)."""
+    event_id: int
+    """The history event that completed it."""
+    step: int | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_ms: int | None = None
+    """Scheduled to closed, retries included."""
+    attempts: int | None = None
+    tool: str | None = None
+    arguments: Any = None
+    result: Any = None
+    idempotency_key: str | None = None
+    outcome: str | None = None
+    """ok / failed / denied / invalid_arguments / ... for calls; verdicts and failure types elsewhere."""
+    decision: Decision | None = None
+    rule_id: str | None = None
+    policy: str | None = None
+    """`name@version` of the policy bundle that decided."""
+    policy_sha256: str | None = None
+    person: str | None = None
+    """Who: approver, requester, or the operator who stopped the run."""
+    group: str | None = None
+    note: str | None = None
+    request_id: str | None = None
+    """Approval request id (step.call)."""
+    detail: str | None = None
+    """Free text: error messages, reasons, channel."""

@@ -1,0 +1,102 @@
+"""Payload encryption at rest in workflow history: AES-256-GCM with a key ring.
+
+Not workflow-safe (process assembly). Every payload a worker or client sends
+to Temporal (run inputs, activity arguments and results, signals, updates,
+activity summaries, failure details) is encrypted with the ring's active key;
+failure messages and stack traces are moved into an encoded attribute so they
+are encrypted too. Each encrypted payload names its key id, so a ring that
+still holds a rotated-out key decrypts the histories written with it.
+
+Keys never travel with the data. They come from, in order:
+
+    AIFACTORY_CODEC_KEYS        `kid=<base64 32 bytes>,kid2=...` (the first is active)
+    AIFACTORY_CODEC_KEY_FILE    a JSON file {"active": kid, "keys": {kid: base64, ...}}
+    AIFACTORY_HOME/keys/codec.json   the embedded default, created on first use
+
+`AIFACTORY_CODEC=off` turns encryption off (payloads in clear text). Against a
+configured cluster (`TEMPORAL_ADDRESS` set) there is no generated key: a
+missing key ring is an error, so a production worker never silently writes
+clear-text histories.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+
+from activities.keys import KeyRing, KeyRingError, key_ring_from_env
+
+ENCODING = b"binary/encrypted"
+KEY_ID = "encryption-key-id"
+CIPHER = b"AES256-GCM"
+NONCE_BYTES = 12
+
+
+def codec_key_ring(env: Mapping[str, str], home: Path, *, embedded: bool) -> KeyRing | None:
+    """The payload codec's ring; None when encryption is switched off."""
+    if env.get("AIFACTORY_CODEC", "").lower() in ("off", "0", "false", "no"):
+        return None
+    try:
+        return key_ring_from_env(env, home, prefix="AIFACTORY_CODEC", embedded=embedded)
+    except KeyRingError as e:
+        raise KeyRingError(f"{e} (or AIFACTORY_CODEC=off to write clear-text histories)") from None
+
+
+class EncryptionCodec(PayloadCodec):
+    """AES-256-GCM per payload; the key id is bound into the ciphertext as associated data."""
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
+        self._ciphers = {kid: AESGCM(key) for kid, key in ring.keys.items()}
+
+    def encrypt(self, payload: Payload) -> Payload:
+        kid = self.ring.active
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._ciphers[kid].encrypt(nonce, payload.SerializeToString(), kid.encode())
+        return Payload(
+            metadata={"encoding": ENCODING, KEY_ID: kid.encode(), "encryption-cipher": CIPHER}, data=nonce + sealed
+        )
+
+    def decrypt(self, payload: Payload) -> Payload:
+        if payload.metadata.get("encoding") != ENCODING:
+            return payload
+        kid = payload.metadata.get(KEY_ID, b"").decode()
+        cipher = self._ciphers.get(kid)
+        if cipher is None:
+            raise KeyRingError(f"payload was encrypted with key {kid!r}, which is not in the key ring ({', '.join(self.ring.keys)})")
+        try:
+            plain = cipher.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], kid.encode())
+        except InvalidTag:
+            raise KeyRingError(f"payload under key {kid!r} does not authenticate: altered, or a different key with that id") from None
+        out = Payload()
+        out.ParseFromString(plain)
+        return out
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [self.encrypt(p) for p in payloads]
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [self.decrypt(p) for p in payloads]
+
+
+def data_converter(ring: KeyRing | None) -> DataConverter:
+    """Pydantic payloads; with a ring, encrypted, and failure messages encoded too."""
+    if ring is None:
+        return pydantic_data_converter
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(ring),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+def key_ids(payloads: Iterable[Payload]) -> set[str]:
+    return {p.metadata[KEY_ID].decode() for p in payloads if p.metadata.get("encoding") == ENCODING}
