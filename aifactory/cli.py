@@ -13,6 +13,8 @@ Not workflow-safe.
     aifactory dev                        dev server + worker, until Ctrl-C
     aifactory demo                       dev server + worker + the reference agent on its samples
     aifactory setup                      register the search attributes on a cluster
+    aifactory audit export|verify|query|show|retention   the audit store (see aifactory.audit_cli)
+    aifactory codec-server               decode encrypted payloads for the Temporal UI
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from aifactory import audit_cli
 from aifactory.check import check_agent, check_all
 from aifactory.client import AgentNotAdmitted, ApprovalRefused, FactoryClient, RunFailed, RunInputRejected
 from aifactory.registry import AgentNotFound, discover, find_agent
+from activities.keys import KeyRingError
 from workers.settings import Settings
 
 
@@ -266,6 +270,10 @@ async def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
 
         added = await ensure_search_attributes(stack.client)
         print(f"search attributes on {settings.address}/{settings.namespace}: " + (", ".join(added) + " added" if added else "all present"))
+        from workers.schedules import AUDIT_SCHEDULE_ID, ensure_audit_schedule
+
+        created = await ensure_audit_schedule(stack.client, settings.task_queue)
+        print(f"schedule {AUDIT_SCHEDULE_ID}: " + ("created (an audit export pass every minute)" if created else "present"))
     return 0
 
 
@@ -322,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
             w.add_argument("--agent", default="it-triage")
 
     sub.add_parser("setup", help="register search attributes on the configured cluster")
+    audit_cli.add_parsers(sub)
     return p
 
 
@@ -332,13 +341,15 @@ def main(argv: list[str] | None = None) -> int:
         "agents": cmd_agents, "check": cmd_check, "run": cmd_run, "status": cmd_status,
         "worker": cmd_worker, "dev": cmd_dev, "setup": cmd_setup, "demo": cmd_demo,
         "approvals": cmd_approvals, "approve": cmd_decide, "reject": cmd_decide,
+        "audit": audit_cli.cmd_audit, "codec-server": audit_cli.cmd_codec_server,
     }  # fmt: skip
     try:
+        audit_cli.normalise(args)
         result = handlers[args.command](args, settings)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
         return int(result or 0)
-    except (CliError, RunInputRejected, AgentNotAdmitted, AgentNotFound) as e:
+    except (CliError, audit_cli.AuditCliError, KeyRingError, RunInputRejected, AgentNotAdmitted, AgentNotFound) as e:
         print(f"aifactory {args.command}: {e}", file=sys.stderr)
         return 2
     except ConnectionError as e:

@@ -18,11 +18,14 @@ from urllib.parse import quote
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.audit.activity import AuditActivities
+from activities.keys import KeyRingError
 from activities.model.endpoints import Endpoint, EndpointNotConfigured, EndpointRegistry
 from activities.tools.it_desk_activities import seed_directory
 from aifactory.scripted_triage import triage_model
 from workers.devserver import DevServer, port_open
 from workers.search_attributes import ensure_search_attributes
+from workers.schedules import ensure_audit_schedule
 from workers.settings import Settings, connect
 from workers.worker import WorkerParts, build_worker
 
@@ -100,12 +103,25 @@ async def factory_stack(
             if scripted is not None:
                 base_url = stack.enter_context(scripted.serve())
                 endpoints.register(Endpoint("default", base_url, model_override=scripted.model_name))
-            worker = build_worker(client, settings.task_queue, WorkerParts(db_url=settings.db_url, endpoints=endpoints))
+            audit = _audit_activities(settings, say)
+            parts = WorkerParts(db_url=settings.db_url, endpoints=endpoints, audit=audit)
+            worker = build_worker(client, settings.task_queue, parts)
+            if audit is not None:
+                await ensure_audit_schedule(client, settings.task_queue)
             async with worker:
                 yield Stack(settings, client, worker, ui_url, note)
     finally:
         if server is not None:
             server.stop()
+
+
+def _audit_activities(settings: Settings, say: Callable[[str], None]) -> AuditActivities | None:
+    try:
+        ring = settings.audit_key_ring()
+    except KeyRingError as e:
+        say(f"audit export is off on this worker: {e}")
+        return None
+    return AuditActivities(settings.db_url, ring, settings.audit_retention_days)
 
 
 async def _connect_with_retry(settings: Settings, attempts: int = 40) -> Client:

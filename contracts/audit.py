@@ -88,3 +88,19 @@ class AuditRecord(BaseModel):
     """Approval request id (step.call)."""
     detail: str | None = None
     """Free text: error messages, reasons, channel."""
+
+
+class AuditPassInput(BaseModel):
+    """One export pass (and, optionally, the retention job)."""
+
+    overlap_minutes: int = 10
+    """Re-read runs closed this long before the previous pass started (export is idempotent)."""
+    enforce_retention: bool = True
+
+
+class AuditPassResult(BaseModel):
+    job_id: int
+    runs_changed: int
+    records: int
+    errors: list[str] = []
+    deleted_runs: int = 0

@@ -14,6 +14,9 @@ the dev server on 127.0.0.1:7233 that `aifactory dev` starts.
     AIFACTORY_AGENTS_DIR    folder of agent definitions (default `./agents`)
     AIFACTORY_CODEC, AIFACTORY_CODEC_KEYS, AIFACTORY_CODEC_KEY_FILE
                             payload encryption keys (see `workers.codec`)
+    AIFACTORY_AUDIT_KEYS, AIFACTORY_AUDIT_KEY_FILE
+                            the audit chain's MAC keys (see `activities.audit.chain`)
+    AIFACTORY_AUDIT_RETENTION_DAYS   how long the audit store keeps a closed run (default 365)
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from typing import Mapping
 from temporalio.client import Client, TLSConfig
 from temporalio.converter import DataConverter
 
-from workers.codec import KeyRing, codec_key_ring, data_converter
+from activities.keys import KeyRing, key_ring_from_env
+from workers.codec import codec_key_ring, data_converter
 
 EMBEDDED_ADDRESS = "127.0.0.1:7233"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +50,7 @@ class Settings:
     db_url: str = ""
     agents_dir: Path = Path("agents")
     codec_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    audit_retention_days: int = 365
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -70,7 +75,8 @@ class Settings:
             home=home,
             db_url=env.get("AIFACTORY_DB_URL") or f"sqlite:///{home / 'factory.db'}",
             agents_dir=agents_dir.resolve(),
-            codec_env={k: v for k, v in env.items() if k.startswith("AIFACTORY_CODEC")},
+            codec_env={k: v for k, v in env.items() if k.startswith(("AIFACTORY_CODEC", "AIFACTORY_AUDIT_KEY"))},
+            audit_retention_days=int(env.get("AIFACTORY_AUDIT_RETENTION_DAYS") or 365),
         )
 
     @property
@@ -84,6 +90,10 @@ class Settings:
     def key_ring(self) -> KeyRing | None:
         """The payload encryption keys; the embedded default creates its key file on first use."""
         return codec_key_ring(self.codec_env, self.home, embedded=self.embedded)
+
+    def audit_key_ring(self) -> KeyRing:
+        """The audit chain's MAC keys; the embedded default creates its key file on first use."""
+        return key_ring_from_env(self.codec_env, self.home, prefix="AIFACTORY_AUDIT", embedded=self.embedded)
 
     def data_converter(self) -> DataConverter:
         return data_converter(self.key_ring())

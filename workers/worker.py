@@ -21,7 +21,9 @@ from activities.notify import NotifyActivities
 from activities.policy import PolicyActivities
 from activities.tools.catalog import CATALOG
 from activities.tools.it_desk_activities import ItDeskActivities
+from activities.audit.activity import AuditActivities
 from workflows.agent import AgentWorkflow
+from workflows.audit_export import AuditExportWorkflow
 
 log = logging.getLogger("aifactory.worker")
 
@@ -40,7 +42,7 @@ PASSTHROUGH_MODULES = (
     "attr",
 )
 
-WORKFLOWS = [AgentWorkflow]
+WORKFLOWS = [AgentWorkflow, AuditExportWorkflow]
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
@@ -71,12 +73,16 @@ class WorkerParts:
     policies: PolicyActivities = field(default_factory=PolicyActivities)
     webhook_url: str | None = field(default_factory=lambda: os.environ.get("AIFACTORY_NOTIFY_WEBHOOK_URL") or None)
     extra_activities: list = field(default_factory=list)
+    audit: AuditActivities | None = None
+    """The audit export pass and retention job, on workers that run the export schedule."""
 
     def activities(self) -> list:
         model = ModelActivities(self.endpoints, TranscriptStore(self.db_url), self.pricing)
         desk = ItDeskActivities(self.db_url)
         notify = NotifyActivities(self.db_url, self.webhook_url)
         acts = [model.call_model, self.policies.resolve_policy, notify.send_notification, *desk.activities(), *self.extra_activities]
+        if self.audit is not None:
+            acts += [self.audit.export_audit, self.audit.enforce_audit_retention]
         names = {getattr(a, "__temporal_activity_definition").name for a in acts}
         missing = sorted(set(CATALOG) - names)
         if missing:

@@ -1,0 +1,43 @@
+"""The audit activities the export schedule runs: an export pass and the retention job.
+
+Not workflow-safe (Temporal client, SQL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlmodel import Session, col, select
+from temporalio import activity
+
+from activities.audit.export import AuditExporter
+from activities.audit.query import enforce_retention
+from activities.audit.store import AuditJob
+from activities.db import engine_for
+from activities.keys import KeyRing
+from contracts.audit import AuditPassInput, AuditPassResult
+
+SCHEDULED_BY = "schedule"
+
+
+class AuditActivities:
+    def __init__(self, db_url: str, ring: KeyRing, retention_days: int = 365) -> None:
+        self.db_url = db_url
+        self.ring = ring
+        self.retention_days = retention_days
+
+    @activity.defn(name="export_audit")
+    async def export_audit(self, inp: AuditPassInput) -> AuditPassResult:
+        with Session(engine_for(self.db_url)) as s:
+            last = s.exec(
+                select(AuditJob).where(AuditJob.kind == "export", AuditJob.by == SCHEDULED_BY, col(AuditJob.finished_at).is_not(None), AuditJob.detail == "")
+                .order_by(col(AuditJob.started_at).desc())
+            ).first()  # fmt: skip
+        since = last.started_at - timedelta(minutes=inp.overlap_minutes) if last else None
+        report = await AuditExporter(activity.client(), self.db_url, self.ring).export(since=since, by=SCHEDULED_BY)
+        return AuditPassResult(job_id=report.job_id, runs_changed=report.runs_changed, records=report.records, errors=report.errors)
+
+    @activity.defn(name="enforce_audit_retention")
+    async def enforce_audit_retention(self, inp: AuditPassInput) -> list[str]:
+        return await asyncio.to_thread(enforce_retention, self.db_url, self.retention_days)
