@@ -74,10 +74,11 @@ class FactoryUnderTest:
 
 @contextlib.asynccontextmanager
 async def factory_with(
-    client: Client, db_url: str, model: ScriptedModel, policy_root: Path | None = None, webhook_url: str | None = None
+    client: Client, db_url: str, model: ScriptedModel, policy_root: Path | None = None, webhook_url: str | None = None,
+    task_queue: str | None = None,
 ) -> AsyncIterator[FactoryUnderTest]:
     with model.serve() as base_url:
-        fut = FactoryUnderTest(client, db_url, base_url, f"tq-{uuid.uuid4().hex[:10]}")
+        fut = FactoryUnderTest(client, db_url, base_url, task_queue or f"tq-{uuid.uuid4().hex[:10]}")
         if policy_root is not None:
             fut.parts.policies = PolicyActivities(PolicyStore(policy_root))
         fut.parts.webhook_url = webhook_url
@@ -85,12 +86,19 @@ async def factory_with(
             yield fut
 
 
-async def replay(handle: WorkflowHandle) -> None:
+async def replay(handle: WorkflowHandle, data_converter=None) -> None:
     """Replay a run's own history against today's workflow code: it must not diverge."""
     history = await handle.fetch_history()
     await Replayer(
-        workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=sandbox_runner()
+        workflows=WORKFLOWS, data_converter=data_converter or pydantic_data_converter, workflow_runner=sandbox_runner()
     ).replay_workflow(history)
+
+
+def encrypted_client(client: Client, ring) -> Client:
+    """The same server connection, with the factory's encrypting data converter."""
+    from workers.codec import data_converter
+
+    return Client(client.service_client, namespace=client.namespace, data_converter=data_converter(ring))
 
 
 async def history_json(handle: WorkflowHandle) -> str:
