@@ -95,7 +95,7 @@ class _Reader:
         self.records: list[AuditRecord] = []
         self.scheduled: dict[int, tuple[str, Any, HistoryEvent]] = {}
         self.attempts: dict[int, int] = {}
-        self.updates: dict[str, ApprovalDecision] = {}
+        self.updates: dict[str, tuple[ApprovalDecision, str]] = {}
         self.proposed: dict[str, str] = {}
         """call id -> raw arguments the model proposed, for calls that never ran."""
         self.reported: set[tuple[int, str]] = set()
@@ -230,23 +230,25 @@ class _Reader:
         d: ApprovalDecision = await self.decode(a.input, ApprovalDecision)
         self.add(
             event, K.APPROVAL_ATTEMPT, person=d.approver, outcome=a.signal_name, note=d.note, request_id=d.request_id,
-            detail=f"signal {a.signal_name}" + (f" by identity {a.identity}" if a.identity else ""),
+            detail=f"signal {a.signal_name}" + (f" · client {a.identity}" if a.identity else ""),
         )  # fmt: skip
 
     async def update_accepted(self, event: HistoryEvent) -> None:
         a = event.workflow_execution_update_accepted_event_attributes
         if a.accepted_request.input.name == "decide_approval":
-            self.updates[a.accepted_request.meta.update_id] = await self.decode(a.accepted_request.input.args, ApprovalDecision)
+            decision = await self.decode(a.accepted_request.input.args, ApprovalDecision)
+            self.updates[a.accepted_request.meta.update_id] = (decision, a.accepted_request.meta.identity)
 
     async def update_completed(self, event: HistoryEvent) -> None:
         a = event.workflow_execution_update_completed_event_attributes
-        d = self.updates.pop(a.meta.update_id, None)
+        d, identity = self.updates.pop(a.meta.update_id, (None, None))
         if d is None:
             return
         if a.outcome.HasField("failure"):
             detail = f"update refused: {_message(await self.converter.decode_failure(a.outcome.failure))}"
         else:
             detail = "update accepted"
+        detail += f" · client {identity}" if identity else ""
         self.add(event, K.APPROVAL_ATTEMPT, person=d.approver, outcome=d.verdict.value, note=d.note, request_id=d.request_id, detail=detail)
 
     async def closed_run(self, event: HistoryEvent, which: str) -> None:
