@@ -75,13 +75,14 @@ class FactoryUnderTest:
 @contextlib.asynccontextmanager
 async def factory_with(
     client: Client, db_url: str, model: ScriptedModel, policy_root: Path | None = None, webhook_url: str | None = None,
-    task_queue: str | None = None,
+    task_queue: str | None = None, audit=None,
 ) -> AsyncIterator[FactoryUnderTest]:
     with model.serve() as base_url:
         fut = FactoryUnderTest(client, db_url, base_url, task_queue or f"tq-{uuid.uuid4().hex[:10]}")
         if policy_root is not None:
             fut.parts.policies = PolicyActivities(PolicyStore(policy_root))
         fut.parts.webhook_url = webhook_url
+        fut.parts.audit = audit
         async with fut.worker():
             yield fut
 
