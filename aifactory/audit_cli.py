@@ -143,7 +143,7 @@ def _line(r: dict[str, Any]) -> str:
         tail = f" · {r['detail']}" if r.get("detail") else ""
         return f"{step}tool {r.get('tool')} {json.dumps(r.get('arguments'), sort_keys=True)}: {r.get('outcome')}{rule}{who}{tail}"
     parts = [kind]
-    for key in ("person", "group", "request_id", "outcome", "note", "detail"):
+    for key in ("tool", "person", "group", "request_id", "outcome", "note", "detail"):
         if r.get(key):
             parts.append(f"{key} {r[key]}")
     return " · ".join(parts)

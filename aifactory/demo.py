@@ -53,12 +53,27 @@ async def run_demo(settings: Settings, *, model: str = "auto", agent: str = "it-
                 f"{r.usage.total_tokens} tokens · ${r.usage.cost_usd:.4f} · \"{out['summary']}\"",
                 flush=True,
             )
+        await export_to_audit(stack.client, settings, [h.workflow_id for _, h in handles])
         url = stack.runs_url(agent)
         if url:
             print(f"Runs in the Temporal UI: {url}")
             print("(the UI is up while `aifactory dev` runs; the demo's state is kept for it in .aifactory/)")
         print(f"{len(handles) - failures} of {len(handles)} runs completed")
         return 1 if failures else 0
+
+
+async def export_to_audit(client, settings: Settings, workflow_ids: list[str]) -> None:
+    """The export schedule runs every minute; the demo exports its runs now so they can be queried at once."""
+    from activities.audit.export import AuditExporter
+
+    exporter = AuditExporter(client, settings.db_url, settings.audit_key_ring())
+    records = 0
+    for wid in workflow_ids:
+        records += (await exporter.export(workflow_id=wid, by="demo")).records
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    print(f"Audit store: {records} records from {len(workflow_ids)} runs, hash-chained. Ask it, for example:")
+    print(f"  bash deploy/local.sh audit query --agent it-triage --on {day} --decision approval")
+    print(f"  bash deploy/local.sh audit show {workflow_ids[-1]}")
 
 
 DEMO_APPROVER = "maria.keller"
