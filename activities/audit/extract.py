@@ -50,6 +50,9 @@ APPROVAL_NOTICES = {
     "approval_decided": K.APPROVAL_DECIDED,
 }
 
+#: Outcomes of tool calls that never ran an activity.
+RAN_NOTHING = frozenset({ToolOutcome.INVALID_ARGUMENTS, ToolOutcome.NOT_GRANTED, ToolOutcome.UNKNOWN_TOOL, ToolOutcome.DENIED})
+
 
 @dataclass
 class RunFacts:
@@ -99,6 +102,7 @@ class _Reader:
         self.proposed: dict[str, str] = {}
         """call id -> raw arguments the model proposed, for calls that never ran."""
         self.reported: set[tuple[int, str]] = set()
+        self.carries_settled = False
         self.step = 0
         self.facts: RunFacts | None = None
 
@@ -157,6 +161,7 @@ class _Reader:
         if kind == MODEL_ACTIVITY:
             request: ModelCallInput = await self.decode(a.input, ModelCallInput)
             self.step = request.step or self.step + 1
+            self.carries_settled |= "settled" in request.model_fields_set
             self.settled(event, request.settled)
             value: Any = request
         elif kind == NOTIFY_ACTIVITY:
@@ -258,6 +263,8 @@ class _Reader:
         if which == "workflow_execution_completed_event_attributes":
             res: AgentRunResult = await self.decode(event.workflow_execution_completed_event_attributes.result, AgentRunResult)
             f.status, f.result = "completed", res
+            if not self.carries_settled:  # recorded before model calls carried `settled`: the result lists them
+                self.settled(event, [t for t in res.tool_calls if t.outcome in RAN_NOTHING])
             self.add(
                 event, K.RUN_COMPLETED, step=res.steps, result=res.output, input_tokens=res.usage.prompt_tokens,
                 output_tokens=res.usage.completion_tokens, cost_usd=res.usage.cost_usd, outcome="completed",
