@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -31,9 +32,10 @@ async def test_committed_histories_read_into_records(path: Path):
 
 
 async def test_the_export_schedule_is_created_once(client):
-    assert await ensure_audit_schedule(client, "tq-audit") is True
-    assert await ensure_audit_schedule(client, "tq-audit") is False
-    described = await client.get_schedule_handle(AUDIT_SCHEDULE_ID).describe()
+    schedule_id = f"{AUDIT_SCHEDULE_ID}-{uuid.uuid4().hex[:6]}"
+    assert await ensure_audit_schedule(client, "tq-audit", schedule_id=schedule_id) is True
+    assert await ensure_audit_schedule(client, "tq-audit", schedule_id=schedule_id) is False
+    described = await client.get_schedule_handle(schedule_id).describe()
     assert described.schedule.action.workflow == "AuditExportWorkflow"
     assert described.schedule.spec.intervals[0].every.total_seconds() == 60
-    await client.get_schedule_handle(AUDIT_SCHEDULE_ID).delete()
+    await client.get_schedule_handle(schedule_id).delete()

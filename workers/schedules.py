@@ -25,14 +25,16 @@ from workflows.audit_export import AuditExportWorkflow
 AUDIT_SCHEDULE_ID = "aifactory-audit-export"
 
 
-async def ensure_audit_schedule(client: Client, task_queue: str, every: timedelta = timedelta(minutes=1)) -> bool:
+async def ensure_audit_schedule(
+    client: Client, task_queue: str, every: timedelta = timedelta(minutes=1), schedule_id: str = AUDIT_SCHEDULE_ID
+) -> bool:
     """Create the export schedule if it is missing; True when it was created now."""
     try:
         await client.create_schedule(
-            AUDIT_SCHEDULE_ID,
+            schedule_id,
             Schedule(
                 action=ScheduleActionStartWorkflow(
-                    AuditExportWorkflow.run, AuditPassInput(), id="aifactory-audit-export-pass", task_queue=task_queue
+                    AuditExportWorkflow.run, AuditPassInput(), id=f"{schedule_id}-pass", task_queue=task_queue
                 ),
                 spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
                 policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
