@@ -159,6 +159,8 @@ class FactoryClient:
         return await self.start_prepared(run_input)
 
     async def start_prepared(self, run_input: AgentRunInput) -> RunHandle:
+        if not run_input.policy_gate:
+            run_input = run_input.model_copy(update={"policy_gate": True})
         release = run_input.release
         spec = release.spec
         wid = run_input.workflow_id

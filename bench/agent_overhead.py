@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.agent_overhead", description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=200, help="runs per side per round")
     p.add_argument("--steps", type=int, default=3, help="tool steps per agent run (K); bare runs do 2K+1 activities")
-    p.add_argument("--rounds", type=int, default=3, help="measured rounds per side, alternating sides")
+    p.add_argument("--rounds", type=int, default=4, help="measured rounds per side; sides alternate ABBA, so an even count gives both the same average position as the server's store grows")
     p.add_argument("--concurrency", type=int, default=50, help="runs in flight at once")
     p.add_argument("--warmup", type=int, default=20, help="unmeasured runs per side first")
     p.add_argument("--in-memory", action="store_true", help="dev server keeps its state in memory, not a SQLite file")

@@ -79,6 +79,11 @@ class AgentRunInput(BaseModel):
     """Continue as new once history has this many events (0: when Temporal suggests it)."""
     carry: RunCarry | None = None
     """Set only by continue-as-new."""
+    policy_gate: bool = False
+    """Set by every starter that knows the policy gate is always on (`FactoryClient` does): the
+    run then resolves its policy without a `policy-gate-v1` patch marker and the search-attribute
+    write that comes with it. False in histories recorded before the field, which replay through
+    the patch as they were recorded."""
 
     @field_validator("tenant")
     @classmethod

@@ -157,7 +157,7 @@ class AgentWorkflow:
         problems = schema_problems(spec.input_schema, inp.input)
         if problems:
             raise self._fail(f"run input does not match agent {spec.name!r}: {'; '.join(problems)}", E.INVALID_RUN_INPUT)
-        if self._policy is None and workflow.patched(POLICY_GATE_PATCH):
+        if self._policy is None and (inp.policy_gate or workflow.patched(POLICY_GATE_PATCH)):
             self._policy = await workflow.execute_local_activity(
                 "resolve_policy",
                 spec.policy,

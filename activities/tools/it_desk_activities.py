@@ -64,8 +64,10 @@ class ItDeskActivities:
         return await asyncio.to_thread(self._lookup, args.email.lower())
 
     def _lookup(self, email: str) -> RequesterRecord:
-        with Session(engine_for(self._db_url)) as s:
-            p = s.get(DirectoryPerson, email)
+        # A Core select: an ORM session per lookup cost several times the query itself.
+        table = DirectoryPerson.__table__
+        with engine_for(self._db_url).connect() as conn:
+            p = conn.execute(select(table).where(table.c.email == email)).first()
         if p is None:
             return RequesterRecord(found=False, email=email)
         return RequesterRecord(

@@ -7,7 +7,9 @@ only those):
     python -m tests.histories.record [SCENARIO ...]
 
 The first three were recorded before the policy gate (`policy-gate-v1`) and
-replay through the unpatched branch; `gated_*` ones replay through the gate.
+replay through the unpatched branch; `gated_*` ones replay through the gate's
+patch marker; `input_gated_*` ones were started with `policy_gate` in the run
+input (no marker) and carry the calls that ran nothing with each model call.
 
 Each scenario runs on a throwaway dev server against the scripted model and
 writes `tests/histories/<scenario>.json`.
@@ -40,7 +42,10 @@ P1 = {**CREATE, "priority": "P1", "summary": "Outlook down for the whole floor"}
 P1_FINAL = {**FINAL, "priority": "P1", "summary": "Outlook down for the whole floor"}
 
 #: Scenarios that park on an approval: who decides once the run is waiting.
-DECISIONS = {"gated_approved_after_refusal": [("approve", "tom.becker"), ("approve", "maria.keller")]}
+DECISIONS = {
+    "gated_approved_after_refusal": [("approve", "tom.becker"), ("approve", "maria.keller")],
+    "input_gated_invalid_then_approved": [("reject", "omar.haddad"), ("approve", "maria.keller")],
+}
 
 SCENARIOS: dict[str, list[Reply]] = {
     "gated_approved_after_refusal": [
@@ -61,6 +66,12 @@ SCENARIOS: dict[str, list[Reply]] = {
         Reply.text(FINAL),
     ],
     "failed_output_invalid": [Reply.text("not json"), Reply.text({"category": "email"})],
+    "input_gated_invalid_then_approved": [
+        Reply.tool("delete_mailbox", {"email": "jonas.berg@example.com"}),
+        Reply.tool("create_ticket", {**P1, "priority": "urgent"}),
+        Reply.tool("create_ticket", P1),
+        Reply.text(P1_FINAL),
+    ],
 }
 
 
