@@ -35,7 +35,7 @@ class AuditActivities:
                 .order_by(col(AuditJob.started_at).desc())
             ).first()  # fmt: skip
         since = last.started_at - timedelta(minutes=inp.overlap_minutes) if last else None
-        report = await AuditExporter(activity.client(), self.db_url, self.ring).export(since=since, by=SCHEDULED_BY)
+        report = await AuditExporter(activity.client(), self.db_url, self.ring).export(since=since, by=SCHEDULED_BY, progress=activity.heartbeat)
         return AuditPassResult(job_id=report.job_id, runs_changed=report.runs_changed, records=report.records, errors=report.errors)
 
     @activity.defn(name="enforce_audit_retention")

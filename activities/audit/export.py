@@ -14,11 +14,12 @@ namespace's retention period; `aifactory audit export` runs one on demand.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -68,14 +69,15 @@ class AuditExporter:
         self.ring = ring
         self.workflow_type = workflow_type
 
-    async def export(self, *, since: datetime | None = None, workflow_id: str | None = None, by: str = "") -> ExportReport:
-        """One pass: runs closed since `since` (all when None) and every run still open."""
-        report = ExportReport()
-        with Session(self.engine) as s:
-            job = AuditJob(kind="export", started_at=utcnow(), by=by)
-            s.add(job)
-            s.commit()
-            report.job_id = job.id or 0
+    async def export(
+        self, *, since: datetime | None = None, workflow_id: str | None = None, by: str = "",
+        progress: Callable[[int], None] | None = None,
+    ) -> ExportReport:
+        """One pass: runs closed since `since` (all when None) and every run still open.
+
+        `progress` is called with the number of runs read so far (the export activity heartbeats with it).
+        """
+        report = ExportReport(job_id=await asyncio.to_thread(self._open_job, by))
         query = f"WorkflowType = '{self.workflow_type}'"
         if workflow_id:
             query += f" AND WorkflowId = '{workflow_id}'"
@@ -89,6 +91,8 @@ class AuditExporter:
             if (e.id, e.run_id) in done:
                 continue
             report.runs_seen += 1
+            if progress is not None:
+                progress(report.runs_seen)
             try:
                 changed = await self._export_chain(e.id, e.run_id, report, done)
             except Exception as err:  # one bad run must not stop the pass; it is retried next time
@@ -97,6 +101,18 @@ class AuditExporter:
                 continue
             report.runs_changed += changed
             report.open_runs += e.status == WorkflowExecutionStatus.RUNNING
+        await asyncio.to_thread(self._close_job, report)
+        log.info("audit export %d: %d runs seen, %d changed, %d records", report.job_id, report.runs_seen, report.runs_changed, report.records)
+        return report
+
+    def _open_job(self, by: str) -> int:
+        with Session(self.engine) as s:
+            job = AuditJob(kind="export", started_at=utcnow(), by=by)
+            s.add(job)
+            s.commit()
+            return job.id or 0
+
+    def _close_job(self, report: ExportReport) -> None:
         with Session(self.engine) as s:
             job = s.get(AuditJob, report.job_id)
             assert job is not None
@@ -104,8 +120,6 @@ class AuditExporter:
             job.detail = "; ".join(report.errors)[:4000]
             s.add(job)
             s.commit()
-        log.info("audit export %d: %d runs seen, %d changed, %d records", report.job_id, report.runs_seen, report.runs_changed, report.records)
-        return report
 
     async def _export_chain(self, workflow_id: str, run_id: str, report: ExportReport, done: set) -> int:
         """Export the execution, after any earlier execution of the same run it continued from."""
@@ -117,10 +131,11 @@ class AuditExporter:
             chain.append(ex)
             done.add((workflow_id, execution))
             previous = ex.facts.continued_from
-            execution = previous if previous and not self._closed(workflow_id, ex.facts.first_execution, previous) else None
+            closed = previous and await asyncio.to_thread(self._closed, workflow_id, ex.facts.first_execution, previous)
+            execution = previous if previous and not closed else None
         changed = 0
-        for ex in reversed(chain):
-            changed |= self._append(ex, report.job_id, report)
+        for ex in reversed(chain):  # SQL off the event loop: a worker runs agent workflows beside this
+            changed |= await asyncio.to_thread(self._append, ex, report.job_id, report)
         return changed
 
     def _closed(self, workflow_id: str, first: str, execution: str) -> bool:
