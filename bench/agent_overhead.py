@@ -13,7 +13,7 @@ The scripted model runs in a child process by default, as a real model would run
 elsewhere; its CPU is reported apart. Rounds alternate bare, factory, factory,
 bare... so the noise of a shared machine falls on both sides. From the repo root:
 
-    python -m bench.agent_overhead --runs 200 --steps 3 --rounds 3 --concurrency 50
+    python -m bench.agent_overhead --runs 200 --steps 3 --rounds 4 --concurrency 50
 """
 
 from __future__ import annotations
