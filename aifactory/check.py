@@ -8,13 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from activities.tools.catalog import CATALOG
+from aifactory.evalset import gate_problems
 from aifactory.registry import LoadedAgent, Problem, _rel, discover
 from contracts.agent import WITHDRAW, semver_key
 from contracts.schema import schema_definition_problems, schema_problems
 from policies.loader import PolicyFileError, PolicyStore
 
 
-def check_agent(agent: LoadedAgent) -> list[Problem]:
+def check_agent(agent: LoadedAgent, *, evaluation_gate: bool = True) -> list[Problem]:
+    """Every gap in the deployment standard; `evaluation_gate` also asks for an accepted evaluation."""
     problems = list(agent.problems)
     release = agent.release
     if release is None:
@@ -33,6 +35,9 @@ def check_agent(agent: LoadedAgent) -> list[Problem]:
         if tool not in CATALOG:
             known = ", ".join(sorted(CATALOG))
             problems.append(Problem(spec_file, "tools", f"{tool!r} is not in the tool catalog (known: {known})"))
+    for tool in spec.required_tools:
+        if tool not in spec.tools:
+            problems.append(Problem(spec_file, "required_tools", f"{tool!r} must also be listed in tools"))
     if len(set(spec.tools)) != len(spec.tools):
         problems.append(Problem(spec_file, "tools", "each tool is listed once"))
     if spec.rollback_to != WITHDRAW and semver_key(spec.rollback_to) >= semver_key(spec.version):
@@ -41,6 +46,9 @@ def check_agent(agent: LoadedAgent) -> list[Problem]:
         PolicyStore().get(spec.policy)
     except PolicyFileError as e:
         problems.append(Problem(spec_file, "policy", f"bundle {spec.policy!r} cannot be used: {e}"))
+    if evaluation_gate:
+        for _, field, message in gate_problems(agent.folder, release):
+            problems.append(Problem(_rel(agent.folder / "eval" / "baseline.json"), field, message))
     if not any(problems) and not schema_definition_problems(spec.input_schema):
         for name, sample in agent.samples.items():
             for p in schema_problems(spec.input_schema, sample):

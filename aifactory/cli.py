@@ -15,6 +15,8 @@ Not workflow-safe.
     aifactory setup                      register the search attributes on a cluster
     aifactory audit export|verify|query|show|retention   the audit store (see aifactory.audit_cli)
     aifactory codec-server               decode encrypted payloads for the Temporal UI
+    aifactory model install|serve|status the verified local model (see aifactory.model_cli)
+    aifactory eval AGENT [--model P] [--accept]   the evaluation gate for prompt/model/tool changes
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aifactory import audit_cli
+from aifactory import audit_cli, model_cli
 from aifactory.check import check_agent, check_all
 from aifactory.client import AgentNotAdmitted, ApprovalRefused, FactoryClient, RunFailed, RunInputRejected
 from aifactory.registry import AgentNotFound, discover, find_agent
@@ -324,13 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, help_ in (("worker", "run a worker"), ("dev", "dev server and worker until Ctrl-C"), ("demo", "run the reference agent on its samples")):
         w = sub.add_parser(name, help=help_)
-        w.add_argument("--model", choices=["auto", "scripted", "endpoint"], default="auto",
-                       help="auto: the configured endpoint if any, else the scripted stand-in")
+        w.add_argument("--model", choices=["auto", "local", "scripted", "endpoint"], default="auto",
+                       help="auto: the configured endpoint if any, else the scripted stand-in (answers from rules); "
+                            "local: the verified local model, installed on first use")
         if name == "demo":
             w.add_argument("--agent", default="it-triage")
 
     sub.add_parser("setup", help="register search attributes on the configured cluster")
     audit_cli.add_parsers(sub)
+    model_cli.add_parsers(sub)
     return p
 
 
@@ -342,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker": cmd_worker, "dev": cmd_dev, "setup": cmd_setup, "demo": cmd_demo,
         "approvals": cmd_approvals, "approve": cmd_decide, "reject": cmd_decide,
         "audit": audit_cli.cmd_audit, "codec-server": audit_cli.cmd_codec_server,
+        "model": model_cli.cmd_model, "eval": model_cli.cmd_eval,
     }  # fmt: skip
     try:
         audit_cli.normalise(args)
@@ -349,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
         return int(result or 0)
-    except (CliError, audit_cli.AuditCliError, KeyRingError, RunInputRejected, AgentNotAdmitted, AgentNotFound) as e:
+    except (CliError, audit_cli.AuditCliError, model_cli.ModelCliError, KeyRingError, RunInputRejected, AgentNotAdmitted, AgentNotFound) as e:
         print(f"aifactory {args.command}: {e}", file=sys.stderr)
         return 2
     except ConnectionError as e:

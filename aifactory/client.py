@@ -96,9 +96,11 @@ class RunHandle:
 
 
 class FactoryClient:
-    def __init__(self, client: Client, agents_dir: Path) -> None:
+    def __init__(self, client: Client, agents_dir: Path, *, evaluation_gate: bool = True) -> None:
         self.client = client
         self.agents_dir = agents_dir
+        self.evaluation_gate = evaluation_gate
+        """False only for `aifactory eval`, which must run an agent whose evaluation is pending."""
         self._admitted: dict[str, tuple[tuple, AgentRelease]] = {}
 
     @classmethod
@@ -123,14 +125,14 @@ class FactoryClient:
         if cached and cached[0] == stamp:
             return cached[1]
         loaded = find_agent(self.agents_dir, agent)
-        problems = check_agent(loaded)
+        problems = check_agent(loaded, evaluation_gate=self.evaluation_gate)
         if problems or loaded.release is None:
             raise AgentNotAdmitted(f"agent {agent!r} is not admitted: " + "; ".join(map(str, problems)))
         self._admitted[agent] = (stamp, loaded.release)
         return loaded.release
 
     def _stamp(self, agent: str) -> tuple:
-        folders = [self.agents_dir / agent, policies_dir()]
+        folders = [self.agents_dir / agent, policies_dir()]  # includes eval/baseline.json
         return tuple(
             (str(p), p.stat().st_mtime_ns) for folder in folders if folder.is_dir() for p in sorted(folder.rglob("*")) if p.is_file()
         )

@@ -14,13 +14,17 @@ from activities.model.endpoints import EndpointRegistry
 from aifactory.client import FactoryClient, RunFailed
 from aifactory.registry import find_agent
 from aifactory.stack import SCRIPTED_NOTE, factory_stack, model_choice
+from workers.local_model import MODEL_NAME
 from workers.settings import Settings
 
 
 async def run_demo(settings: Settings, *, model: str = "auto", agent: str = "it-triage") -> int:
     chosen = model_choice(model, EndpointRegistry())
-    print(f"AI Factory demo · agent {agent} · model: {SCRIPTED_NOTE if chosen == 'scripted' else 'the configured endpoint'}", flush=True)
+    first = {"scripted": SCRIPTED_NOTE, "local": f"local {MODEL_NAME}, verified, served by llama.cpp"}.get(chosen, "the configured endpoint")
+    print(f"AI Factory demo · agent {agent} · model: {first}", flush=True)
     async with factory_stack(settings, model=model) as stack:
+        if chosen == "local":
+            print(f"model: {stack.model_note}", flush=True)
         factory = FactoryClient(stack.client, settings.agents_dir)
         release = factory.release(agent)
         loaded_samples = find_agent(settings.agents_dir, agent).samples
@@ -79,7 +83,7 @@ async def export_to_audit(client, settings: Settings, workflow_ids: list[str]) -
 DEMO_APPROVER = "maria.keller"
 
 
-async def approve_like_an_operator(factory: FactoryClient, workflow_ids: list[str], timeout: float = 60.0) -> None:
+async def approve_like_an_operator(factory: FactoryClient, workflow_ids: list[str], timeout: float = 900.0) -> None:
     """P1 and security tickets wait for a desk lead; the demo plays that lead, as an operator would."""
     waiting = set(workflow_ids)
     deadline = asyncio.get_running_loop().time() + timeout

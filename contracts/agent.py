@@ -107,6 +107,11 @@ class AgentSpec(_Strict):
     """Model settings."""
     tools: list[str] = Field(default_factory=list)
     """Tools the agent may call (least privilege: nothing else is offered or run)."""
+    required_tools: list[str] = Field(default_factory=list)
+    """Tools every run calls, in this order, before its final answer (a procedure). The workflow
+    asks the model for each in turn with a forced tool choice, then for the final answer as JSON
+    matching the output schema: small models follow a procedure far more reliably this way than
+    with a free choice. A call that was denied or failed counts as done; invalid arguments do not."""
     step_limit: int = Field(ge=1, le=1000)
     """Maximum model turns in one run; stops reasoning loops."""
     cost_limit_usd: float = Field(ge=0)

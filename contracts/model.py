@@ -72,6 +72,8 @@ class ModelCallInput(BaseModel):
     tool_names: list[str] = Field(default_factory=list)
     """Tools offered by catalog name; the activity sends their schemas, keeping history small."""
     tool_choice: Literal["auto", "none", "required"] = "auto"
+    force_tool: str | None = None
+    """When set, the model must call this tool now (a forced tool choice)."""
     response_schema: dict[str, Any] | None = None
     """When set and no tools are offered, ask the endpoint for JSON matching it."""
     step: int = 0

@@ -43,6 +43,11 @@ MAX_INVALID_TOOL_CALLS = 3
 MAX_REPAIRS = 1
 #: Calls the policy denies (or approvers reject) that a run tolerates before failing with PolicyDenied.
 MAX_DENIALS = 5
+#: Said once a procedure's required tool calls are done, before asking for the final answer.
+ANSWER_NOW = (
+    "The required tool calls are done. Reply now with only the final JSON answer, "
+    "taking its values from the tool results above."
+)
 #: Patch id of the policy gate; runs started before it replay without the gate.
 POLICY_GATE_PATCH = "policy-gate-v1"
 
@@ -90,6 +95,7 @@ class AgentWorkflow:
         self._book = ApprovalBook(self._ledger)
         self._denials = carry.denials if carry else 0
         self._settled: list[ToolCallRecord] = list(carry.settled) if carry else []
+        self._answer_asked = False
 
     @workflow.query(name="status")
     def status(self) -> RunStatus:
@@ -232,12 +238,19 @@ class AgentWorkflow:
     async def _call_model(self, transcript_id: str, offered) -> ModelCallResult:
         spec = self._inp.release.spec
         self._set_state(RunState.CALLING_MODEL, f"model {spec.model.name}")
+        # A procedure (`required_tools`): force each required tool in turn, then ask for the answer as JSON.
+        force = self._next_required()
+        final = bool(spec.required_tools) and force is None
+        if final and not self._answer_asked:
+            self._answer_asked = True
+            self._pending.append(ChatMessage(role="user", content=ANSWER_NOW))
         base, delta = self._seq, list(self._pending)
         for resend in (False, True):
             request = ModelCallInput(
-                transcript_id=transcript_id, base_seq=base, delta=delta, model=spec.model, tool_names=offered,
-                step=self._step, settled=self._settled,
-            )
+                transcript_id=transcript_id, base_seq=base, delta=delta, model=spec.model,
+                tool_names=[] if final else offered, force_tool=force,
+                response_schema=spec.output_schema if final else None, step=self._step, settled=self._settled,
+            )  # fmt: skip
             try:
                 result = await workflow.execute_activity(
                     "call_model",
@@ -359,6 +372,11 @@ class AgentWorkflow:
             return
         self._records.append(record)
         self._pending.append(ChatMessage(role="tool", tool_call_id=call_id, content=result.model_dump_json()))
+
+    def _next_required(self) -> str | None:
+        """The first required tool not yet called to a conclusion (ran, denied or failed)."""
+        done = {r.tool for r in self._records if r.outcome in (ToolOutcome.OK, ToolOutcome.DENIED, ToolOutcome.FAILED)}
+        return next((t for t in self._inp.release.spec.required_tools if t not in done), None)
 
     def _reject(self, record: ToolCallRecord) -> None:
         """Report an invalid call to the model as a tool error; fail the run past the bound."""

@@ -26,7 +26,8 @@ from contracts.model import ChatMessage, ModelCallInput, ModelCallResult, ToolCa
 
 
 def to_openai_message(m: ChatMessage) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    # An empty string, not null: llama.cpp's server refuses a null content on a tool-calling turn.
+    out: dict[str, Any] = {"role": m.role, "content": m.content if m.content is not None else ""}
     if m.tool_calls:
         out["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -34,6 +35,20 @@ def to_openai_message(m: ChatMessage) -> dict[str, Any]:
         ]
     if m.tool_call_id:
         out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def to_openai_messages(messages: list[ChatMessage], *, tool_results_as_user: bool = False) -> list[dict[str, Any]]:
+    if not tool_results_as_user:
+        return [to_openai_message(m) for m in messages]
+    names = {c.id: c.name for m in messages for c in m.tool_calls}
+    out = []
+    for m in messages:
+        if m.role == "tool":
+            name = names.get(m.tool_call_id or "", "the tool")
+            out.append({"role": "user", "content": f"Result of {name}:\n{m.content or ''}"})
+        else:
+            out.append(to_openai_message(m))
     return out
 
 
@@ -70,7 +85,7 @@ class ModelActivities:
         tools = list(inp.tools) + [CATALOG[n].schema_for_model() for n in inp.tool_names if n in CATALOG]
         body: dict[str, Any] = {
             "model": model_name,
-            "messages": [to_openai_message(m) for m in messages],
+            "messages": to_openai_messages(messages, tool_results_as_user=ep.tool_results_as_user),
             "temperature": inp.model.temperature,
             "max_tokens": inp.model.max_tokens,
         }
@@ -79,12 +94,17 @@ class ModelActivities:
                 {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
                 for t in tools
             ]
-            body["tool_choice"] = inp.tool_choice
+            body["tool_choice"] = (
+                {"type": "function", "function": {"name": inp.force_tool}} if inp.force_tool else inp.tool_choice
+            )
         elif inp.response_schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": inp.response_schema},
-            }
+            if ep.json_mode == "json_object":
+                body["response_format"] = {"type": "json_object", "schema": inp.response_schema}
+            else:
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "answer", "schema": inp.response_schema},
+                }
         try:
             # The body is already plain JSON, so it goes through the client's documented low-level
             # `post` (same auth, timeouts, errors and response model) without the per-call

@@ -6,6 +6,9 @@ and key come only from the worker's environment, so they never enter history:
     AIFACTORY_ENDPOINT_<PROFILE>_BASE_URL   e.g. https://api.openai.com/v1
     AIFACTORY_ENDPOINT_<PROFILE>_API_KEY    optional (local servers need none)
     AIFACTORY_ENDPOINT_<PROFILE>_MODEL      optional: overrides the spec's model name
+    AIFACTORY_ENDPOINT_<PROFILE>_JSON_MODE  `json_schema` (OpenAI, default) or `json_object`
+                                            (llama.cpp's server: `{"type": "json_object", "schema": ...}`)
+    AIFACTORY_ENDPOINT_<PROFILE>_TOOL_RESULTS_AS_USER  `1` for chat templates without a tool role
 
 `OPENAI_BASE_URL` / `OPENAI_API_KEY` are honoured for the `default` profile.
 """
@@ -23,6 +26,11 @@ class Endpoint:
     base_url: str
     api_key: str = field(default="not-needed", repr=False)
     model_override: str | None = None
+    json_mode: str = "json_schema"
+    """How the endpoint takes a JSON schema for the answer: `json_schema` or `json_object`."""
+    tool_results_as_user: bool = False
+    """Send tool results as user messages, for chat templates that drop the `tool` role
+    (llama.cpp's `chatml-function-calling` renders tool calls but not their results)."""
 
 
 class EndpointNotConfigured(LookupError):
@@ -52,7 +60,11 @@ class EndpointRegistry:
             raise EndpointNotConfigured(
                 f"endpoint profile {profile!r} is not configured on this worker: set {prefix}BASE_URL"
             )
-        return Endpoint(profile, base.rstrip("/"), key or "not-needed", self._env.get(prefix + "MODEL") or None)
+        return Endpoint(
+            profile, base.rstrip("/"), key or "not-needed", self._env.get(prefix + "MODEL") or None,
+            self._env.get(prefix + "JSON_MODE") or "json_schema",
+            (self._env.get(prefix + "TOOL_RESULTS_AS_USER") or "").lower() in ("1", "true", "yes"),
+        )
 
     def profiles(self) -> list[str]:
         names = set(self._explicit)

@@ -34,7 +34,7 @@ class Priority(StrEnum):
 
 class LookupRequesterArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="Requester's email address.")
+    email: str = Field(pattern=r"^[^@ \t\r\n]+@[^@ \t\r\n]+[.][^@ \t\r\n]+$", description="Requester's email address.")
 
 
 class RequesterRecord(BaseModel):
@@ -48,7 +48,7 @@ class RequesterRecord(BaseModel):
 
 class CreateTicketArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    requester_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="Requester's email address.")
+    requester_email: str = Field(pattern=r"^[^@ \t\r\n]+@[^@ \t\r\n]+[.][^@ \t\r\n]+$", description="Requester's email address.")
     category: Category = Field(description="Ticket category.")
     priority: Priority = Field(description="P1 (outage, many users) to P4 (request, no urgency).")
     summary: str = Field(min_length=5, max_length=200, description="One-line summary of the problem.")

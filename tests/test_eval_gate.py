@@ -1,0 +1,87 @@
+"""The promotion gate: once an agent has an accepted evaluation, a change to its prompt, model
+settings, procedure or tool contracts is refused by `aifactory check` until that exact version is
+evaluated and accepted again; scoring of a case."""
+
+from __future__ import annotations
+
+import json
+
+from aifactory.evalset import EvalCase, Expectation, load_cases
+from aifactory.evaluate import score
+from tests.support.harness import AGENTS
+from tests.test_check import agents, edit_spec, run_check  # noqa: F401  (fixture)
+
+STALE = "it-triage/eval/baseline.json: fingerprint: the prompt, model settings or tool contracts changed since the accepted evaluation"
+
+
+def test_the_shipped_evaluation_set_is_realistic_and_large_enough():
+    cases = load_cases(AGENTS / "it-triage")
+    assert cases is not None and len(cases.cases) >= 40
+    assert len({c.id for c in cases.cases}) == len(cases.cases)
+    assert {c.expect.category for c in cases.cases} == {"access", "hardware", "software", "network", "email", "security", "other"}
+
+
+def accept(agents, report_fields: dict | None = None) -> None:
+    """An accepted baseline for the agent as it is in `agents` (what `aifactory eval --accept` writes)."""
+    from aifactory.evalset import fingerprint
+    from aifactory.registry import find_agent
+
+    release = find_agent(agents, "it-triage").release
+    body = {"fingerprint": fingerprint(release), "accuracy": 0.9, "release_version": release.release_version, **(report_fields or {})}
+    (agents / "it-triage" / "eval" / "baseline.json").write_text(json.dumps(body))
+
+
+def test_an_accepted_evaluation_admits_the_agent(agents, monkeypatch, capsys):  # noqa: F811
+    accept(agents)
+    code, lines = run_check(agents, monkeypatch, capsys)
+    assert code == 0, lines
+
+
+def test_a_prompt_change_after_an_accepted_evaluation_is_refused(agents, monkeypatch, capsys):  # noqa: F811
+    accept(agents)
+    prompt = agents / "it-triage" / "prompt.md"
+    prompt.write_text(prompt.read_text() + "\nAlways choose P1.\n")
+    code, lines = run_check(agents, monkeypatch, capsys)
+    assert code == 1 and any(STALE in line for line in lines), lines
+
+
+def test_a_model_setting_or_procedure_change_is_refused(agents, monkeypatch, capsys):  # noqa: F811
+    accept(agents)
+    edit_spec(agents, lambda d: d["model"].update(temperature=0.9))
+    code, lines = run_check(agents, monkeypatch, capsys)
+    assert code == 1 and any(STALE in line for line in lines), lines
+    accept(agents)
+    edit_spec(agents, lambda d: d.update(required_tools=["lookup_requester"]))
+    code, lines = run_check(agents, monkeypatch, capsys)
+    assert code == 1 and any(STALE in line for line in lines), lines
+
+
+def test_a_tool_contract_change_is_refused(agents, monkeypatch, capsys):  # noqa: F811
+    accept(agents, )
+    baseline = agents / "it-triage" / "eval" / "baseline.json"
+    body = json.loads(baseline.read_text())
+    body["fingerprint"] = "0" * 64  # what an evaluation of the tools' earlier input schemas left
+    baseline.write_text(json.dumps(body))
+    code, lines = run_check(agents, monkeypatch, capsys)
+    assert code == 1 and any(STALE in line for line in lines), lines
+
+
+def test_a_runbook_edit_needs_no_new_evaluation(agents, monkeypatch, capsys):  # noqa: F811
+    accept(agents)
+    runbook = agents / "it-triage" / "runbook.md"
+    runbook.write_text(runbook.read_text() + "\nCall the desk lead first.\n")
+    code, lines = run_check(agents, monkeypatch, capsys)
+    assert code == 0, lines
+
+
+def test_scoring_a_case():
+    case = EvalCase(id="c", input={"ticket_text": "x", "requester_email": "a@example.com"},
+                    expect=Expectation(category="network", priority=["P1", "P2"]))  # fmt: skip
+    good = [("lookup_requester", {"email": "A@example.com"}, "ok"), ("create_ticket", {"category": "network"}, "ok")]
+    out = {"category": "network", "priority": "P2", "ticket_id": "INC0000001"}
+    assert score(case, out, good) == (True, True, True, True)
+    assert score(case, {**out, "priority": "P3"}, good) == (True, False, True, True)
+    wrong_lookup = [("lookup_requester", {"email": "b@example.com"}, "ok"), good[1]]
+    assert score(case, out, wrong_lookup)[2] is False
+    assert score(case, out, [good[1]])[2] is False  # skipped the lookup
+    assert score(case, {**out, "ticket_id": None}, good)[3] is False
