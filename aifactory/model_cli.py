@@ -75,6 +75,14 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     cases = load_cases(agent_dir)
     if cases is None:
         raise ModelCliError(f"agent {args.agent!r} has no evaluation set ({agent_dir / 'eval' / 'cases.yaml'})")
+    if args.only:
+        wanted = set(args.only.split(","))
+        unknown = wanted - {c.id for c in cases.cases}
+        if unknown:
+            raise ModelCliError(f"no such case(s): {', '.join(sorted(unknown))}")
+        if args.accept:
+            raise ModelCliError("--accept needs the whole evaluation set, not --only")
+        cases = cases.model_copy(update={"cases": [c for c in cases.cases if c.id in wanted]})
     model = args.model
     if model not in ("local", "scripted"):
         # An endpoint profile from the environment stands in for the agent's `default` profile.
@@ -126,3 +134,4 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--json", action="store_true")
     e.add_argument("--accept", action="store_true", help="write eval/baseline.json if the evaluation passes")
     e.add_argument("--concurrency", type=int, default=1, help="cases in flight (the local model serves one at a time)")
+    e.add_argument("--only", help="comma-separated case ids (a quick look; never accepted as a baseline)")

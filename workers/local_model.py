@@ -159,10 +159,14 @@ def install(say: Say = print, *, force: bool = False) -> Path:
 
 def local_endpoint(profile: str, base_url: str):
     """The endpoint profile for this server: JSON answers by schema, tool results as user turns
-    (its `chatml-function-calling` template renders tool calls but drops `tool` messages)."""
+    (its `chatml-function-calling` template renders tool calls but drops `tool` messages), and
+    forced tool calls as schema-constrained JSON so every call of a run shares its prompt prefix."""
     from activities.model.endpoints import Endpoint
 
-    return Endpoint(profile, base_url, model_override=MODEL_NAME, json_mode="json_object", tool_results_as_user=True)
+    return Endpoint(
+        profile, base_url, model_override=MODEL_NAME, json_mode="json_object", tool_results_as_user=True,
+        forced_tools_as_json=True,
+    )
 
 
 def default_threads() -> int:

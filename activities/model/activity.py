@@ -38,6 +38,12 @@ def to_openai_message(m: ChatMessage) -> dict[str, Any]:
     return out
 
 
+def _json_format(ep: Endpoint, schema: dict[str, Any]) -> dict[str, Any]:
+    if ep.json_mode == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+
+
 def to_openai_messages(messages: list[ChatMessage], *, tool_results_as_user: bool = False) -> list[dict[str, Any]]:
     if not tool_results_as_user:
         return [to_openai_message(m) for m in messages]
@@ -83,13 +89,23 @@ class ModelActivities:
 
         model_name = ep.model_override or inp.model.name
         tools = list(inp.tools) + [CATALOG[n].schema_for_model() for n in inp.tool_names if n in CATALOG]
+        forced_as_json = None
+        if inp.force_tool and ep.forced_tools_as_json and inp.force_tool in CATALOG:
+            forced_as_json = CATALOG[inp.force_tool].schema_for_model()
+            tools = []
         body: dict[str, Any] = {
             "model": model_name,
             "messages": to_openai_messages(messages, tool_results_as_user=ep.tool_results_as_user),
             "temperature": inp.model.temperature,
             "max_tokens": inp.model.max_tokens,
         }
-        if tools:
+        if forced_as_json is not None:
+            body["messages"].append(
+                {"role": "user", "content": f"Call `{forced_as_json.name}` now ({forced_as_json.description}) "
+                                            "Reply with only its arguments as a JSON object."}
+            )  # fmt: skip
+            body["response_format"] = _json_format(ep, forced_as_json.parameters)
+        elif tools:
             body["tools"] = [
                 {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
                 for t in tools
@@ -98,13 +114,7 @@ class ModelActivities:
                 {"type": "function", "function": {"name": inp.force_tool}} if inp.force_tool else inp.tool_choice
             )
         elif inp.response_schema is not None:
-            if ep.json_mode == "json_object":
-                body["response_format"] = {"type": "json_object", "schema": inp.response_schema}
-            else:
-                body["response_format"] = {
-                    "type": "json_schema",
-                    "json_schema": {"name": "answer", "schema": inp.response_schema},
-                }
+            body["response_format"] = _json_format(ep, inp.response_schema)
         try:
             # The body is already plain JSON, so it goes through the client's documented low-level
             # `post` (same auth, timeouts, errors and response model) without the per-call
@@ -126,7 +136,11 @@ class ModelActivities:
             if getattr(c, "function", None) is not None
         ]
         from_text = False
-        if not calls and tools:
+        if forced_as_json is not None and not calls:
+            call_id = f"call_{inp.step}_{forced_as_json.name}"
+            calls = [ToolCall(id=call_id, name=forced_as_json.name, arguments=choice.message.content or "{}")]
+            from_text = True
+        elif not calls and tools:
             calls = parse_text_tool_calls(choice.message.content, {t.name for t in tools})
             from_text = bool(calls)
         reply = ChatMessage(

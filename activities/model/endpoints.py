@@ -31,6 +31,10 @@ class Endpoint:
     tool_results_as_user: bool = False
     """Send tool results as user messages, for chat templates that drop the `tool` role
     (llama.cpp's `chatml-function-calling` renders tool calls but not their results)."""
+    forced_tools_as_json: bool = False
+    """Ask for a forced tool call as a JSON answer constrained by the tool's schema, without
+    sending `tools`: every call of a run then shares one system prompt, so a local server
+    reuses its evaluated prefix instead of processing the whole prompt again."""
 
 
 class EndpointNotConfigured(LookupError):

@@ -47,11 +47,13 @@ class RequesterRecord(BaseModel):
 
 
 class CreateTicketArgs(BaseModel):
+    # The summary comes before the category and priority: a model that writes its arguments in
+    # schema order then states the problem before it classifies it.
     model_config = ConfigDict(extra="forbid")
     requester_email: str = Field(pattern=r"^[^@ \t\r\n]+@[^@ \t\r\n]+[.][^@ \t\r\n]+$", description="Requester's email address.")
+    summary: str = Field(min_length=5, max_length=200, description="One-line summary of the problem.")
     category: Category = Field(description="Ticket category.")
     priority: Priority = Field(description="P1 (outage, many users) to P4 (request, no urgency).")
-    summary: str = Field(min_length=5, max_length=200, description="One-line summary of the problem.")
 
 
 class TicketRecord(BaseModel):
