@@ -158,9 +158,9 @@ def install(say: Say = print, *, force: bool = False) -> Path:
 
 
 def local_endpoint(profile: str, base_url: str):
-    """The endpoint profile for this server: JSON answers by schema, tool results as user turns
-    (its `chatml-function-calling` template renders tool calls but drops `tool` messages), and
-    forced tool calls as schema-constrained JSON so every call of a run shares its prompt prefix."""
+    """The endpoint profile for this server: JSON answers by schema (`json_object`), tool results
+    as user turns, and forced tool calls as schema-constrained JSON, so that every call of a run
+    shares one prompt prefix (which the server reuses) and the model's own chat template applies."""
     from activities.model.endpoints import Endpoint
 
     return Endpoint(
@@ -209,7 +209,7 @@ class LocalModelServer:
         command = [
             sys.executable, "-m", "llama_cpp.server", "--model", str(self.path), "--host", "127.0.0.1",
             "--port", str(self.port), "--n_threads", str(self.threads), "--n_ctx", str(CONTEXT_TOKENS),
-            "--model_alias", MODEL_NAME, "--chat_format", "chatml-function-calling",
+            "--model_alias", MODEL_NAME,
         ]  # fmt: skip
         out = self.log.open("ab") if self.log else subprocess.DEVNULL
         self._proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
