@@ -23,14 +23,18 @@ if [ ! -f "$stamp" ]; then
     touch "$stamp"
 fi
 
+# Where the local model is installed on this machine, its marked test runs it for real:
+# bring this venv's model server up to date first (pip reuses its built wheel).
+prepare_local_model() {
+    local model="${AIFACTORY_MODEL_CACHE:-$HOME/.cache/aifactory/models}/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    if [ -f "$model" ]; then
+        .venv/bin/aifactory model install || echo "local model unusable: its marked test will be skipped" >&2
+    fi
+}
+
 cmd="${1:-demo}"
 shift || true
 case "$cmd" in
-    test)
-        # Where the local model is installed on this machine, the marked test runs it for real:
-        # bring this venv's model server up to date first (pip reuses its built wheel).
-        model="${AIFACTORY_MODEL_CACHE:-$HOME/.cache/aifactory/models}/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-        if [ -f "$model" ]; then .venv/bin/aifactory model install || echo "local model unusable: its marked test will be skipped" >&2; fi
-        exec .venv/bin/python -m pytest "$@" ;;
+    test) prepare_local_model; exec .venv/bin/python -m pytest "$@" ;;
     *) exec .venv/bin/aifactory "$cmd" "$@" ;;
 esac
