@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from activities.tools.catalog import CATALOG
-from aifactory.evalset import gate_problems
+from aifactory.evalset import BASELINE, gate_problems
 from aifactory.registry import LoadedAgent, Problem, _rel, discover
 from contracts.agent import WITHDRAW, semver_key
 from contracts.schema import schema_definition_problems, schema_problems
@@ -47,8 +47,8 @@ def check_agent(agent: LoadedAgent, *, evaluation_gate: bool = True) -> list[Pro
     except PolicyFileError as e:
         problems.append(Problem(spec_file, "policy", f"bundle {spec.policy!r} cannot be used: {e}"))
     if evaluation_gate:
-        for _, field, message in gate_problems(agent.folder, release):
-            problems.append(Problem(_rel(agent.folder / "eval" / "baseline.json"), field, message))
+        for field, message in gate_problems(agent.folder, release):
+            problems.append(Problem(_rel(agent.folder / "eval" / BASELINE), field, message))
     if not any(problems) and not schema_definition_problems(spec.input_schema):
         for name, sample in agent.samples.items():
             for p in schema_problems(spec.input_schema, sample):

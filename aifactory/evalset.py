@@ -71,15 +71,14 @@ def read_baseline(agent_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def gate_problems(agent_dir: Path, release: AgentRelease) -> list[tuple[str, str, str]]:
-    """(file, field, problem) for `aifactory check`: is what ships what the accepted evaluation vouched for?"""
+def gate_problems(agent_dir: Path, release: AgentRelease) -> list[tuple[str, str]]:
+    """(field, problem) of `eval/baseline.json` for `aifactory check`: is what ships what the accepted evaluation vouched for?"""
     if load_cases(agent_dir) is None:
         return []
-    where = f"{agent_dir.name}/eval/{BASELINE}"
     baseline = read_baseline(agent_dir)
     if baseline is None:  # the gate holds from an agent's first accepted evaluation on
         return []
     if baseline.get("fingerprint") != fingerprint(release):
-        return [(where, "fingerprint", "the prompt, model settings or tool contracts changed since the accepted evaluation: "
+        return [("fingerprint", "the prompt, model settings or tool contracts changed since the accepted evaluation: "
                  f"run `aifactory eval {release.spec.name} --accept` and commit the new baseline")]  # fmt: skip
     return []

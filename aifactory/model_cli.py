@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from workers import local_model
@@ -55,8 +54,7 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  export AIFACTORY_ENDPOINT_LOCAL_BASE_URL={server.base_url}")
         print(f"  export AIFACTORY_ENDPOINT_DEFAULT_BASE_URL={server.base_url} AIFACTORY_ENDPOINT_DEFAULT_MODEL={local_model.MODEL_NAME}", flush=True)
         try:
-            while True:
-                server._stopping.wait(3600)
+            server.wait()
         except KeyboardInterrupt:
             pass
         finally:
@@ -69,6 +67,7 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from aifactory.client import FactoryClient
     from aifactory.evalset import load_cases, read_baseline
     from aifactory.evaluate import comparison, evaluate, write_baseline
+    from activities.model.endpoints import EndpointNotConfigured
     from aifactory.stack import factory_stack
 
     agent_dir = settings.agents_dir / args.agent
@@ -83,23 +82,16 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         if args.accept:
             raise ModelCliError("--accept needs the whole evaluation set, not --only")
         cases = cases.model_copy(update={"cases": [c for c in cases.cases if c.id in wanted]})
-    model = args.model
-    if model not in ("local", "scripted"):
-        # An endpoint profile from the environment stands in for the agent's `default` profile.
-        prefix = f"AIFACTORY_ENDPOINT_{model.upper()}_"
-        if model != "default":
-            if not os.environ.get(prefix + "BASE_URL"):
-                raise ModelCliError(f"endpoint profile {model!r} is not configured: set {prefix}BASE_URL")
-            for suffix in ("BASE_URL", "API_KEY", "MODEL"):
-                if os.environ.get(prefix + suffix):
-                    os.environ[f"AIFACTORY_ENDPOINT_DEFAULT_{suffix}"] = os.environ[prefix + suffix]
-        model = "endpoint"
+    model, profile = (args.model, "default") if args.model in ("local", "scripted") else ("endpoint", args.model)
     quiet = args.json
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if quiet else (lambda m: print(m, flush=True))  # noqa: E731
-    async with factory_stack(settings, model=model, say=say) as stack:
-        say(f"evaluating {args.agent} on {len(cases.cases)} cases · model: {stack.model_note}")
-        factory = FactoryClient(stack.client, settings.agents_dir, evaluation_gate=False)
-        report = await evaluate(factory, args.agent, cases, stack.model_note, concurrency=args.concurrency, say=say)
+    try:
+        async with factory_stack(settings, model=model, say=say, profile=profile) as stack:
+            say(f"evaluating {args.agent} on {len(cases.cases)} cases · model: {stack.model_note}")
+            factory = FactoryClient(stack.client, settings.agents_dir, evaluation_gate=False)
+            report = await evaluate(factory, args.agent, cases, stack.model_note, concurrency=args.concurrency, say=say)
+    except EndpointNotConfigured as e:
+        raise ModelCliError(str(e)) from None
     summary = report.summary()
     baseline = read_baseline(agent_dir)
     passed = report.passed(cases)

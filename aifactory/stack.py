@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -96,11 +97,16 @@ def seed_reference_data(settings: Settings) -> int:
 
 @contextlib.asynccontextmanager
 async def factory_stack(
-    settings: Settings, *, model: str = "auto", run_worker: bool = True, start_server: bool = True, say: Callable[[str], None] = print
+    settings: Settings, *, model: str = "auto", run_worker: bool = True, start_server: bool = True, say: Callable[[str], None] = print,
+    profile: str = "default",
 ) -> AsyncIterator[Stack]:
+    """Dev server (embedded), worker and model. `profile` names the endpoint profile that serves the
+    agents' `default` one when the model is an endpoint (`aifactory eval --model PROFILE`)."""
     server: DevServer | None = None
     ui_url = os.environ.get("AIFACTORY_UI_URL")
     endpoints = EndpointRegistry()
+    if profile != "default":
+        endpoints.register(dataclasses.replace(endpoints.resolve(profile), profile="default"))
     chosen = model_choice(model, endpoints)
     if chosen == "scripted":
         note = SCRIPTED_NOTE

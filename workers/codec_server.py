@@ -13,7 +13,6 @@ origins. The key ring stays in this process; it never reaches the browser.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
@@ -104,7 +103,7 @@ class _Handler(BaseHTTPRequestHandler):
         except json_format.ParseError as e:
             return self._reply(400, {"message": f"body is not {{\"payloads\": [...]}} in protobuf JSON: {e}"})
         try:
-            decoded = asyncio.run(self.config.codec.decode(payloads.payloads))
+            decoded = [self.config.codec.decrypt(p) for p in payloads.payloads]
         except KeyRingError as e:
             return self._reply(422, {"message": str(e)})
         body = json_format.MessageToDict(Payloads(payloads=decoded))

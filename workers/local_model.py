@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import os
 import shutil
 import socket
@@ -95,10 +96,10 @@ def installed(env: dict[str, str] | None = None) -> bool:
 
 
 def server_available() -> bool:
+    """Is `llama_cpp.server` installed? (Found, not imported: importing loads the native library.)"""
     try:
-        importlib.import_module("llama_cpp.server")
-        return True
-    except Exception:
+        return importlib.util.find_spec("llama_cpp.server") is not None
+    except ModuleNotFoundError:
         return False
 
 
@@ -248,6 +249,11 @@ class LocalModelServer:
                     self._wait_ready(120.0)
                 except ModelInstallError as e:
                     self.say(f"restart failed: {e}")
+
+    def wait(self) -> None:
+        """Block until `stop` (or Ctrl-C in the caller)."""
+        while not self._stopping.wait(3600):
+            pass
 
     def stop(self) -> None:
         self._stopping.set()

@@ -49,7 +49,8 @@ class Settings:
     home: Path = Path(".aifactory")
     db_url: str = ""
     agents_dir: Path = Path("agents")
-    codec_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    key_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """The codec and audit key settings, read when a ring is first needed."""
     audit_retention_days: int = 365
 
     @classmethod
@@ -75,7 +76,7 @@ class Settings:
             home=home,
             db_url=env.get("AIFACTORY_DB_URL") or f"sqlite:///{home / 'factory.db'}",
             agents_dir=agents_dir.resolve(),
-            codec_env={k: v for k, v in env.items() if k.startswith(("AIFACTORY_CODEC", "AIFACTORY_AUDIT_KEY"))},
+            key_env={k: v for k, v in env.items() if k.startswith(("AIFACTORY_CODEC", "AIFACTORY_AUDIT_KEY"))},
             audit_retention_days=int(env.get("AIFACTORY_AUDIT_RETENTION_DAYS") or 365),
         )
 
@@ -89,11 +90,11 @@ class Settings:
 
     def key_ring(self) -> KeyRing | None:
         """The payload encryption keys; the embedded default creates its key file on first use."""
-        return codec_key_ring(self.codec_env, self.home, embedded=self.embedded)
+        return codec_key_ring(self.key_env, self.home, embedded=self.embedded)
 
     def audit_key_ring(self) -> KeyRing:
         """The audit chain's MAC keys; the embedded default creates its key file on first use."""
-        return key_ring_from_env(self.codec_env, self.home, prefix="AIFACTORY_AUDIT", embedded=self.embedded)
+        return key_ring_from_env(self.key_env, self.home, prefix="AIFACTORY_AUDIT", embedded=self.embedded)
 
     def data_converter(self) -> DataConverter:
         return data_converter(self.key_ring())

@@ -18,8 +18,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -29,7 +28,7 @@ from activities.audit.chain import GENESIS, anchor_mac, canonical, link, run_ref
 from activities.audit.extract import Extract, extract
 from activities.audit.store import COPIED, AuditAnchor, AuditCursor, AuditJob, AuditRecordRow, AuditRun, utcnow
 from activities.db import engine_for
-from activities.keys import KeyRing, key_ring_from_env
+from activities.keys import KeyRing
 from contracts.audit import AuditRecord, RecordKind
 
 log = logging.getLogger("aifactory.audit")
@@ -93,6 +92,8 @@ class AuditExporter:
             report.runs_seen += 1
             if progress is not None:
                 progress(report.runs_seen)
+            if await asyncio.to_thread(self._finished, e.run_id):
+                continue  # closed and exported to its last event: its history has nothing new
             try:
                 changed = await self._export_chain(e.id, e.run_id, report, done)
             except Exception as err:  # one bad run must not stop the pass; it is retried next time
@@ -131,19 +132,16 @@ class AuditExporter:
             chain.append(ex)
             done.add((workflow_id, execution))
             previous = ex.facts.continued_from
-            closed = previous and await asyncio.to_thread(self._closed, workflow_id, ex.facts.first_execution, previous)
-            execution = previous if previous and not closed else None
+            execution = previous if previous and not await asyncio.to_thread(self._finished, previous) else None
         changed = 0
         for ex in reversed(chain):  # SQL off the event loop: a worker runs agent workflows beside this
             changed |= await asyncio.to_thread(self._append, ex, report.job_id, report)
         return changed
 
-    def _closed(self, workflow_id: str, first: str, execution: str) -> bool:
+    def _finished(self, execution: str) -> bool:
+        """The execution (a Temporal run id, unique) closed and was exported through its last event."""
         with Session(self.engine) as s:
-            run = s.exec(select(AuditRun).where(AuditRun.workflow_id == workflow_id, AuditRun.first_execution == first)).first()
-            if run is None:
-                return False
-            cursor = s.get(AuditCursor, (run.id, execution))
+            cursor = s.exec(select(AuditCursor).where(AuditCursor.execution == execution)).first()
             return bool(cursor and cursor.closed)
 
     def _append(self, ex: Extract, job_id: int, report: ExportReport) -> bool:
@@ -219,7 +217,3 @@ class AuditExporter:
             if r.policy and run.policy_bundle is None:
                 run.policy_bundle, run.policy_sha256 = r.policy, r.policy_sha256
 
-
-def audit_key_ring(env: Mapping[str, str], home: Path, *, embedded: bool) -> KeyRing:
-    """The MAC keys of the chain: `AIFACTORY_AUDIT_KEYS` / `AIFACTORY_AUDIT_KEY_FILE` (see `activities.keys`)."""
-    return key_ring_from_env(env, home, prefix="AIFACTORY_AUDIT", embedded=embedded)

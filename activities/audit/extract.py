@@ -83,7 +83,7 @@ def _at(event: HistoryEvent) -> datetime:
     return event.event_time.ToDatetime(tzinfo=timezone.utc)
 
 
-def _decision(d: PolicyDecision | None, approved: bool = False) -> dict[str, Any]:
+def _decision(d: PolicyDecision | None) -> dict[str, Any]:
     if d is None:
         return {}
     kind = {Outcome.ALLOW: Decision.ALLOW, Outcome.DENY: Decision.DENY, Outcome.REQUIRE_APPROVAL: Decision.APPROVAL}[d.outcome]

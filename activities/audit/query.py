@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete, func, select
 
 from activities.audit.store import AuditAnchor, AuditCursor, AuditJob, AuditRecordRow, AuditRun, utcnow
 from activities.db import engine_for
@@ -96,7 +96,7 @@ def enforce_retention(db_url: str, days: int, *, by: str = "retention") -> list[
         job = AuditJob(kind="retention", started_at=utcnow(), by=by)
         runs = list(s.exec(select(AuditRun).where(col(AuditRun.closed_at).is_not(None), col(AuditRun.closed_at) < cutoff)))
         for run in runs:
-            n = len(list(s.exec(select(AuditRecordRow.id).where(AuditRecordRow.run_pk == run.id))))
+            n = s.exec(select(func.count()).select_from(AuditRecordRow).where(AuditRecordRow.run_pk == run.id)).one()
             log.info("audit retention: deleting run %s (closed %s, %d records), older than %d days", run.workflow_id, run.closed_at, n, days)
             for table in (AuditRecordRow, AuditAnchor, AuditCursor):
                 s.exec(delete(table).where(table.run_pk == run.id))  # type: ignore[arg-type]

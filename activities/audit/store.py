@@ -108,7 +108,7 @@ class AuditAnchor(SQLModel, table=True):
 class AuditCursor(SQLModel, table=True):
     __tablename__ = "audit_cursor"
     run_pk: int = Field(primary_key=True, foreign_key="audit_run.id")
-    execution: str = Field(primary_key=True)
+    execution: str = Field(primary_key=True, index=True)
     started_at: datetime
     through_event_id: int = 0
     closed: bool = False
