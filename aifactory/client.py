@@ -29,7 +29,7 @@ from contracts import search
 from contracts.agent import AgentRelease
 from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, Verdict
 from contracts.errors import APPROVAL_REFUSED
-from contracts.run import AgentRunInput, AgentRunResult, RunStatus, run_workflow_id
+from contracts.run import AgentRunInput, AgentRunResult, RunFailure, RunStatus, run_workflow_id
 from contracts.schema import schema_problems
 from policies.loader import policies_dir
 from workers.settings import Settings, connect
@@ -52,10 +52,19 @@ class AgentNotAdmitted(ValueError):
 class RunFailed(RuntimeError):
     """The run ended without a result; `type` is the typed failure (see contracts.errors)."""
 
-    def __init__(self, workflow_id: str, type_: str | None, message: str) -> None:
+    def __init__(self, workflow_id: str, type_: str | None, message: str, details: RunFailure | None = None) -> None:
         self.workflow_id = workflow_id
         self.type = type_
+        self.details = details
+        """Where the run stopped: its step, usage, and the tool calls that ran nothing at the end."""
         super().__init__(f"run {workflow_id} failed ({type_ or 'error'}): {message}")
+
+
+def _failure_details(error: ApplicationError) -> RunFailure | None:
+    try:
+        return RunFailure.model_validate(error.details[0]) if error.details else None
+    except ValidationError:
+        return None
 
 
 class ApprovalRefused(PermissionError):
@@ -85,7 +94,7 @@ class RunHandle:
             while cause is not None and not isinstance(cause, ApplicationError) and cause.__cause__ is not None:
                 cause = cause.__cause__
             if isinstance(cause, ApplicationError):
-                raise RunFailed(self.workflow_id, cause.type, cause.message) from None
+                raise RunFailed(self.workflow_id, cause.type, cause.message, _failure_details(cause)) from None
             raise RunFailed(self.workflow_id, None, str(e.cause or e)) from None
 
     async def status(self) -> RunStatus:

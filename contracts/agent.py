@@ -86,6 +86,17 @@ class SLO(_Strict):
     """Fraction of runs that must end with a valid result (for example 0.98)."""
 
 
+class Breakers(_Strict):
+    """Circuit breakers: each trip ends the run with a named failure that says why."""
+
+    max_repeated_calls: int = Field(default=3, ge=1, le=100)
+    """How often one tool may run with the same arguments in one run; the next identical call is
+    not run and the run ends with `RepeatedToolCall`."""
+    max_context_tokens: int = Field(default=24000, ge=256, le=2_000_000)
+    """Ceiling on the prompt of one model call, in tokens. Once a call's prompt reaches it, the run
+    ends with `ContextLimitExceeded` instead of making another call (overshoot: that one call)."""
+
+
 class AgentSpec(_Strict):
     """An agent, as admitted to the factory. Every field is part of the deployment standard."""
 
@@ -116,6 +127,8 @@ class AgentSpec(_Strict):
     """Maximum model turns in one run; stops reasoning loops."""
     cost_limit_usd: float = Field(ge=0)
     """Hard cap on model cost per run, in US dollars."""
+    breakers: Breakers = Field(default_factory=Breakers)
+    """Circuit breakers besides the step limit and the cost cap."""
     slo: SLO
     """Service level objective."""
     escalation_contact: str

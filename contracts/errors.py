@@ -10,6 +10,9 @@ add new ones, never rename.
     ├── OutputInvalid          the final answer failed validation after repair
     ├── StepLimitExceeded      the reasoning loop hit the agent's step limit
     ├── BudgetExceeded         the next model call would pass the run's cost cap
+    ├── RepeatedToolCall       circuit breaker: one tool call with the same arguments, over and over
+    ├── ContextLimitExceeded   circuit breaker: the conversation outgrew the agent's context ceiling
+    ├── RunStopped             a kill switch stopped the run (who and why are in the message)
     ├── PolicyDenied           the model kept proposing calls the policy denies
     ├── ApprovalExpired        nobody approved in time and the safe default is to stop
     └── TranscriptMissing      the conversation store lost the run's transcript
@@ -24,6 +27,9 @@ TOOL_ARGUMENTS_INVALID = "ToolArgumentsInvalid"
 OUTPUT_INVALID = "OutputInvalid"
 STEP_LIMIT_EXCEEDED = "StepLimitExceeded"
 BUDGET_EXCEEDED = "BudgetExceeded"
+REPEATED_TOOL_CALL = "RepeatedToolCall"
+CONTEXT_LIMIT_EXCEEDED = "ContextLimitExceeded"
+RUN_STOPPED = "RunStopped"
 POLICY_DENIED = "PolicyDenied"
 APPROVAL_EXPIRED = "ApprovalExpired"
 APPROVAL_REFUSED = "ApprovalRefused"
@@ -41,6 +47,9 @@ RUN_FAILURES = frozenset(
         OUTPUT_INVALID,
         STEP_LIMIT_EXCEEDED,
         BUDGET_EXCEEDED,
+        REPEATED_TOOL_CALL,
+        CONTEXT_LIMIT_EXCEEDED,
+        RUN_STOPPED,
         POLICY_DENIED,
         APPROVAL_EXPIRED,
         TRANSCRIPT_MISSING,

@@ -51,6 +51,8 @@ class RunCarry(BaseModel):
     denials: int = 0
     settled: list[ToolCallRecord] = Field(default_factory=list)
     """Tool calls that ran no activity and have not yet been reported with a model call."""
+    context_tokens: int = 0
+    """Prompt tokens of the last model call (for the context breaker)."""
 
 
 class RunFailure(BaseModel):

@@ -73,6 +73,8 @@ class ToolOutcome(StrEnum):
     DENIED = "denied"
     """The policy denied it, an approver rejected it, or its approval expired."""
     FAILED = "failed"
+    STOPPED = "stopped"
+    """Not run: a circuit breaker tripped on it, or a kill switch stopped the run."""
 
 
 class ToolCallRecord(BaseModel):

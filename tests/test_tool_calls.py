@@ -106,15 +106,3 @@ async def test_output_still_invalid_after_repair_fails_typed(client, db_url):
         await replay(run.handle)
     assert failed.value.type == "OutputInvalid"
     assert "category" in str(failed.value)
-
-
-async def test_step_limit_stops_a_reasoning_loop(client, db_url):
-    model = ScriptedModel(Turns([Reply.tool("lookup_requester", {"email": "ana.silva@example.com"})] * 10))
-    async with factory_with(client, db_url, model) as f:
-        run = await f.start(TICKET, step_limit=4)
-        with pytest.raises(RunFailed) as failed:
-            await run.result()
-        status = await run.status()
-        await replay(run.handle)
-    assert failed.value.type == "StepLimitExceeded"
-    assert len(model.requests) == 4 and status.step == 4

@@ -50,6 +50,8 @@ ANSWER_NOW = (
 )
 #: Patch id of the policy gate; runs started before it replay without the gate.
 POLICY_GATE_PATCH = "policy-gate-v1"
+#: Patch id of the repeated-call and context breakers; a marker is written only by a run that trips one.
+BREAKERS_PATCH = "breakers-v1"
 
 MODEL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -96,6 +98,7 @@ class AgentWorkflow:
         self._denials = carry.denials if carry else 0
         self._settled: list[ToolCallRecord] = list(carry.settled) if carry else []
         self._answer_asked = False
+        self._context_tokens = carry.context_tokens if carry else 0
 
     @workflow.query(name="status")
     def status(self) -> RunStatus:
@@ -190,6 +193,14 @@ class AgentWorkflow:
                     f"${spec.cost_limit_usd:.4f}",
                     E.BUDGET_EXCEEDED,
                 )
+            ceiling = spec.breakers.max_context_tokens
+            if self._context_tokens >= ceiling and workflow.patched(BREAKERS_PATCH):
+                self._set_state(RunState.FAILED, "nothing")
+                raise self._fail(
+                    f"circuit breaker: the conversation reached {self._context_tokens} prompt tokens, "
+                    f"the agent's ceiling is {ceiling}",
+                    E.CONTEXT_LIMIT_EXCEEDED,
+                )
             self._step += 1
             result = await self._call_model(transcript_id, offered)
             reply = result.message
@@ -274,6 +285,7 @@ class AgentWorkflow:
                 raise self._fail(f"model call failed after retries: {message}", E.MODEL_UNAVAILABLE) from None
         self._usage = self._usage + result.usage
         self._last_call_cost = result.usage.cost_usd
+        self._context_tokens = result.usage.prompt_tokens
         if self._memory is not None:
             self._memory = list(delta) if base == 0 else self._memory + delta
             self._memory.append(result.message)
@@ -304,6 +316,7 @@ class AgentWorkflow:
         info = workflow.info()
         arguments = args.model_dump(mode="json")
         record = record.model_copy(update={"arguments": arguments})
+        self._repeat_breaker(record)
         decision: PolicyDecision | None = None
         approved_by: str | None = None
         if self._policy is not None:
@@ -372,6 +385,18 @@ class AgentWorkflow:
             return
         self._records.append(record)
         self._pending.append(ChatMessage(role="tool", tool_call_id=call_id, content=result.model_dump_json()))
+
+    def _repeat_breaker(self, record: ToolCallRecord) -> None:
+        """End the run before one tool runs with the same arguments once more than the agent allows."""
+        limit = self._inp.release.spec.breakers.max_repeated_calls
+        ran = sum(1 for r in self._records if r.outcome is ToolOutcome.OK and r.tool == record.tool and r.arguments == record.arguments)
+        if ran >= limit and workflow.patched(BREAKERS_PATCH):
+            why = f"circuit breaker: {record.tool} already ran {ran} times with these arguments (limit {limit})"
+            stopped = record.model_copy(update={"outcome": ToolOutcome.STOPPED, "error": why})
+            self._records.append(stopped)
+            self._settled.append(stopped)
+            self._set_state(RunState.FAILED, "nothing")
+            raise self._fail(why, E.REPEATED_TOOL_CALL)
 
     def _next_required(self) -> str | None:
         """The first required tool not yet called to a conclusion (ran, denied or failed)."""
@@ -549,5 +574,6 @@ class AgentWorkflow:
             ledger=self._ledger,
             denials=self._denials,
             settled=self._settled,
+            context_tokens=self._context_tokens,
         )
         workflow.continue_as_new(self._inp.model_copy(update={"carry": carry}))

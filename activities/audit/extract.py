@@ -51,7 +51,7 @@ APPROVAL_NOTICES = {
 }
 
 #: Outcomes of tool calls that never ran an activity.
-RAN_NOTHING = frozenset({ToolOutcome.INVALID_ARGUMENTS, ToolOutcome.NOT_GRANTED, ToolOutcome.UNKNOWN_TOOL, ToolOutcome.DENIED})
+RAN_NOTHING = frozenset({ToolOutcome.INVALID_ARGUMENTS, ToolOutcome.NOT_GRANTED, ToolOutcome.UNKNOWN_TOOL, ToolOutcome.DENIED, ToolOutcome.STOPPED})
 
 
 @dataclass
