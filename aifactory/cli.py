@@ -17,6 +17,8 @@ Not workflow-safe.
     aifactory codec-server               decode encrypted payloads for the Temporal UI
     aifactory model install|serve|status the verified local model (see aifactory.model_cli)
     aifactory eval AGENT [--model P] [--accept]   the evaluation gate for prompt/model/tool changes
+    aifactory kill|unkill AGENT|--tenant T|--all --reason R --as P   kill switches (see aifactory.control_cli)
+    aifactory switches                   every kill switch set, who, when, why
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aifactory import audit_cli, model_cli
+from aifactory import audit_cli, control_cli, model_cli
+from workers.local_model import ModelInstallError
 from aifactory.check import check_agent, check_all
-from aifactory.client import AgentNotAdmitted, ApprovalRefused, FactoryClient, RunFailed, RunInputRejected
+from aifactory.client import AgentNotAdmitted, ApprovalRefused, FactoryClient, RunFailed, RunInputRejected, RunRefused
+from activities.switches import SwitchError
 from aifactory.registry import AgentNotFound, discover, find_agent
 from activities.keys import KeyRingError
 from workers.settings import Settings
@@ -327,14 +331,16 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_ in (("worker", "run a worker"), ("dev", "dev server and worker until Ctrl-C"), ("demo", "run the reference agent on its samples")):
         w = sub.add_parser(name, help=help_)
         w.add_argument("--model", choices=["auto", "local", "scripted", "endpoint"], default="auto",
-                       help="auto: the configured endpoint if any, else the scripted stand-in (answers from rules); "
-                            "local: the verified local model, installed on first use")
+                       help="auto: the configured endpoint if any, else the verified local model (installed on "
+                            "first use, which takes minutes); scripted: a fast offline stand-in that answers from "
+                            "rules, not a language model (for CI, or a machine without a compiler)")
         if name == "demo":
             w.add_argument("--agent", default="it-triage")
 
     sub.add_parser("setup", help="register search attributes on the configured cluster")
     audit_cli.add_parsers(sub)
     model_cli.add_parsers(sub)
+    control_cli.add_parsers(sub)
     return p
 
 
@@ -347,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         "approvals": cmd_approvals, "approve": cmd_decide, "reject": cmd_decide,
         "audit": audit_cli.cmd_audit, "codec-server": audit_cli.cmd_codec_server,
         "model": model_cli.cmd_model, "eval": model_cli.cmd_eval,
+        "kill": control_cli.cmd_kill, "unkill": control_cli.cmd_kill, "switches": control_cli.cmd_switches,
     }  # fmt: skip
     try:
         audit_cli.normalise(args)
@@ -354,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
         return int(result or 0)
-    except (CliError, audit_cli.AuditCliError, model_cli.ModelCliError, KeyRingError, RunInputRejected, AgentNotAdmitted, AgentNotFound) as e:
+    except (CliError, audit_cli.AuditCliError, model_cli.ModelCliError, control_cli.ControlCliError, ModelInstallError, RunRefused, SwitchError, KeyRingError, RunInputRejected,
+            AgentNotAdmitted, AgentNotFound) as e:
         print(f"aifactory {args.command}: {e}", file=sys.stderr)
         return 2
     except ConnectionError as e:

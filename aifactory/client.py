@@ -13,7 +13,9 @@ first run instead of starting another.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from datetime import timedelta
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,8 @@ from aifactory.registry import find_agent
 from contracts import search
 from contracts.agent import AgentRelease
 from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, Verdict
+from activities.switches import active_switch, lift_switch, set_switch
+from contracts.control import KillSwitchState, StopAnswer, StopOrder, SwitchScope
 from contracts.errors import APPROVAL_REFUSED
 from contracts.run import AgentRunInput, AgentRunResult, RunFailure, RunStatus, run_workflow_id
 from contracts.schema import schema_problems
@@ -65,6 +69,10 @@ def _failure_details(error: ApplicationError) -> RunFailure | None:
         return RunFailure.model_validate(error.details[0]) if error.details else None
     except ValidationError:
         return None
+
+
+class RunRefused(PermissionError):
+    """A kill switch is on for this agent or tenant: no new run starts. The message names the switch."""
 
 
 class ApprovalRefused(PermissionError):
@@ -105,17 +113,20 @@ class RunHandle:
 
 
 class FactoryClient:
-    def __init__(self, client: Client, agents_dir: Path, *, evaluation_gate: bool = True) -> None:
+    def __init__(self, client: Client, agents_dir: Path, *, evaluation_gate: bool = True, db_url: str | None = None) -> None:
         self.client = client
         self.agents_dir = agents_dir
         self.evaluation_gate = evaluation_gate
         """False only for `aifactory eval`, which must run an agent whose evaluation is pending."""
+        self.db_url = db_url
+        """The factory's SQL store, where kill switches are kept. Given it, a start under a switch is
+        refused here with `RunRefused`; without it the run itself refuses at its first step."""
         self._admitted: dict[str, tuple[tuple, AgentRelease]] = {}
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> "FactoryClient":
         settings = settings or Settings.from_env()
-        return cls(await connect(settings), settings.agents_dir)
+        return cls(await connect(settings), settings.agents_dir, db_url=settings.db_url)
 
     async def __aenter__(self) -> "FactoryClient":
         return self
@@ -170,11 +181,15 @@ class FactoryClient:
         return await self.start_prepared(run_input)
 
     async def start_prepared(self, run_input: AgentRunInput) -> RunHandle:
-        if not run_input.policy_gate:
-            run_input = run_input.model_copy(update={"policy_gate": True})
+        if not (run_input.policy_gate and run_input.kill_switch_check):
+            run_input = run_input.model_copy(update={"policy_gate": True, "kill_switch_check": True})
         release = run_input.release
         spec = release.spec
         wid = run_input.workflow_id
+        if self.db_url is not None:
+            switch = await asyncio.to_thread(active_switch, self.db_url, spec.name, run_input.tenant)
+            if switch is not None:
+                raise RunRefused(f"run of {spec.name} for tenant {run_input.tenant} refused: {switch.describe()}")
         try:
             handle = await self.client.start_workflow(
                 AgentWorkflow.run,
@@ -241,3 +256,69 @@ class FactoryClient:
                         PendingApproval(wf.id, attrs.get(search.AGENT_NAME) or "?", attrs.get(search.TENANT) or "?", request)
                     )
         return sorted(out, key=lambda p: p.request.deadline)
+
+    # -- kill switches ---------------------------------------------------------------------
+
+    async def kill(self, scope: SwitchScope, target: str, *, reason: str, by: str) -> "KillReport":
+        """Turn a kill switch on and stop every matching run in flight.
+
+        The switch is written first, so a run that starts from now on is refused; then every
+        running run in scope gets the `stop` update. Its acknowledgement means the run starts no
+        further activity. Listing repeats until a pass finds no run left to stop, which also
+        catches runs that started just before the switch and were not yet visible.
+        """
+        if self.db_url is None:
+            raise RunRefused("kill switches need the factory's SQL store (AIFACTORY_DB_URL)")
+        switch = await asyncio.to_thread(set_switch, self.db_url, scope, target, reason=reason, by=by)
+        order = StopOrder(by=by, reason=reason, switch_id=switch.id)
+        query = {
+            SwitchScope.AGENT: f'AgentName = "{target}"',
+            SwitchScope.TENANT: f'Tenant = "{target}"',
+            SwitchScope.ALL: 'WorkflowType = "AgentWorkflow"',
+        }[scope] + ' AND ExecutionStatus = "Running"'
+        report = KillReport(switch)
+        gate = asyncio.Semaphore(25)
+
+        async def stop(wid: str) -> None:
+            async with gate:
+                try:
+                    answer = await self.client.get_workflow_handle(wid).execute_update(
+                        "stop", order, result_type=StopAnswer, rpc_timeout=timedelta(seconds=60)
+                    )
+                    if answer.acknowledged:
+                        report.stopped.append(wid)
+                except RPCError as e:
+                    if e.status is RPCStatusCode.NOT_FOUND:
+                        report.finished.append(wid)  # it ended on its own between the listing and the order
+                    # otherwise (its workflow task is being retried, no worker answered): the next pass tries again
+                except WorkflowUpdateFailedError:
+                    report.finished.append(wid)
+
+        todo: list[str] = []
+        for attempt in range(12):
+            done = set(report.stopped) | set(report.finished)
+            todo = [wf.id async for wf in self.client.list_workflows(query) if wf.id not in done]
+            if not todo:
+                break
+            await asyncio.gather(*(stop(wid) for wid in todo))
+            await asyncio.sleep(min(0.25 * 2**attempt, 5.0))
+        report.missed = [wid for wid in todo if wid not in report.stopped and wid not in report.finished]
+        return report
+
+    async def unkill(self, scope: SwitchScope, target: str, *, reason: str, by: str) -> list[KillSwitchState]:
+        """Lift the switch: new runs may start again. Runs it stopped stay stopped."""
+        if self.db_url is None:
+            raise RunRefused("kill switches need the factory's SQL store (AIFACTORY_DB_URL)")
+        return await asyncio.to_thread(lift_switch, self.db_url, scope, target, reason=reason, by=by)
+
+
+@dataclass
+class KillReport:
+    switch: KillSwitchState
+    stopped: list[str] = field(default_factory=list)
+    """Runs that acknowledged the stop order."""
+    finished: list[str] = field(default_factory=list)
+    """Runs that ended on their own before the order reached them."""
+    missed: list[str] = field(default_factory=list)
+    """Runs that did not acknowledge after every pass (no worker for them?): the operator must look."""
+

@@ -31,6 +31,8 @@ class RunState(StrEnum):
     CALLING_MODEL = "calling_model"
     CALLING_TOOL = "calling_tool"
     AWAITING_APPROVAL = "awaiting_approval"
+    STOPPING = "stopping"
+    """A kill switch stopped it; it ends at the current step boundary."""
     COMPLETED = "completed"
     FAILED = "failed"
 
@@ -86,6 +88,10 @@ class AgentRunInput(BaseModel):
     run then resolves its policy without a `policy-gate-v1` patch marker and the search-attribute
     write that comes with it. False in histories recorded before the field, which replay through
     the patch as they were recorded."""
+
+    kill_switch_check: bool = False
+    """Set by every starter that knows runs check the kill switches at start (`FactoryClient`
+    does): the run then asks `check_kill_switch` without a `kill-switch-v1` patch marker."""
 
     @field_validator("tenant")
     @classmethod

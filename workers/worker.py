@@ -19,6 +19,7 @@ from activities.model.pricing import Pricing
 from activities.model.transcripts import TranscriptStore
 from activities.notify import NotifyActivities
 from activities.policy import PolicyActivities
+from activities.switches import SwitchActivities
 from activities.tools.catalog import CATALOG
 from activities.tools.it_desk_activities import ItDeskActivities
 from activities.audit.activity import AuditActivities
@@ -80,7 +81,11 @@ class WorkerParts:
         model = ModelActivities(self.endpoints, TranscriptStore(self.db_url), self.pricing)
         desk = ItDeskActivities(self.db_url)
         notify = NotifyActivities(self.db_url, self.webhook_url)
-        acts = [model.call_model, self.policies.resolve_policy, notify.send_notification, *desk.activities(), *self.extra_activities]
+        switches = SwitchActivities(self.db_url)
+        acts = [
+            model.call_model, self.policies.resolve_policy, switches.check_kill_switch, notify.send_notification,
+            *desk.activities(), *self.extra_activities,
+        ]  # fmt: skip
         if self.audit is not None:
             acts += [self.audit.export_audit, self.audit.enforce_audit_retention]
         names = {getattr(a, "__temporal_activity_definition").name for a in acts}

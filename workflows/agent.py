@@ -18,6 +18,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityCancellationType
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.model import ChatMessage, ModelCallInput, ModelCallResult, Usage
     from contracts.run import AgentRunInput, AgentRunResult, RunCarry, RunFailure, RunState, RunStatus
     from contracts.schema import parse_json_answer, schema_problems
+    from contracts.control import KillSwitchState, StopAnswer, StopOrder, SwitchQuery
     from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, RequestStatus, Verdict
     from contracts.notify import Notification
     from contracts.policy import Directory, Outcome, PolicyDecision, PolicySet, SafeDefault, ToolCallFacts
@@ -52,6 +54,10 @@ ANSWER_NOW = (
 POLICY_GATE_PATCH = "policy-gate-v1"
 #: Patch id of the repeated-call and context breakers; a marker is written only by a run that trips one.
 BREAKERS_PATCH = "breakers-v1"
+#: Patch id of the kill-switch check at start, for runs whose starter did not set `kill_switch_check`.
+KILL_SWITCH_PATCH = "kill-switch-v1"
+#: A model call heartbeats while it waits, so a kill switch reaches it (see `call_model`).
+MODEL_HEARTBEAT = timedelta(seconds=15)
 
 MODEL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -99,6 +105,8 @@ class AgentWorkflow:
         self._settled: list[ToolCallRecord] = list(carry.settled) if carry else []
         self._answer_asked = False
         self._context_tokens = carry.context_tokens if carry else 0
+        self._stop: StopOrder | None = None
+        self._inflight: workflow.ActivityHandle | None = None
 
     @workflow.query(name="status")
     def status(self) -> RunStatus:
@@ -113,6 +121,23 @@ class AgentWorkflow:
             denials=self._denials,
             approval=next(iter(self._book.pending()), None),
         )
+
+    @workflow.update(name="stop")
+    async def stop(self, order: StopOrder) -> StopAnswer:
+        """A kill switch: from the acknowledgement on the run starts no activity, cancels the one
+        in flight, and ends at the step boundary with `RunStopped` naming the operator and reason."""
+        state = self._state.value
+        if self._stop is None:
+            self._stop = order
+            self._state, self._waiting_on = RunState.STOPPING, "nothing"
+            if self._inflight is not None and not self._inflight.done():
+                self._inflight.cancel()
+        return StopAnswer(acknowledged=True, state=state)
+
+    @stop.validator
+    def _validate_stop(self, order: StopOrder) -> None:
+        if not order.by.strip() or not order.reason.strip():
+            raise ValueError("a stop order needs the operator (by) and a reason")
 
     @workflow.query(name="approvals")
     def approvals(self) -> ApprovalLedger:
@@ -174,6 +199,16 @@ class AgentWorkflow:
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["PolicyFileError"]),
             )
+        if inp.carry is None and (inp.kill_switch_check or workflow.patched(KILL_SWITCH_PATCH)):
+            switch = await workflow.execute_local_activity(
+                "check_kill_switch",
+                SwitchQuery(agent=spec.name, tenant=inp.tenant),
+                result_type=KillSwitchState | None,
+                start_to_close_timeout=timedelta(seconds=10),
+            )
+            if switch is not None:
+                self._set_state(RunState.FAILED, "nothing")
+                raise self._fail(f"refused at start: {switch.describe()}", E.RUN_STOPPED)
         tools = {name: CATALOG[name] for name in spec.tools if name in CATALOG}
         offered = list(tools)
         info = workflow.info()
@@ -185,6 +220,7 @@ class AgentWorkflow:
             ]
 
         while self._step < spec.step_limit:
+            self._check_stop()
             if self._should_continue_as_new():
                 self._continue_as_new()
             if spec.cost_limit_usd > 0 and self._usage.cost_usd + self._last_call_cost > spec.cost_limit_usd:
@@ -263,13 +299,17 @@ class AgentWorkflow:
                 response_schema=spec.output_schema if final else None, step=self._step, settled=self._settled,
             )  # fmt: skip
             try:
-                result = await workflow.execute_activity(
-                    "call_model",
-                    request,
-                    result_type=ModelCallResult,
-                    start_to_close_timeout=timedelta(seconds=spec.model.timeout_seconds + 5),
-                    retry_policy=MODEL_RETRY,
-                    summary=f"step {self._step}: {spec.model.name}",
+                result = await self._cancellable(
+                    workflow.start_activity(
+                        "call_model",
+                        request,
+                        result_type=ModelCallResult,
+                        start_to_close_timeout=timedelta(seconds=spec.model.timeout_seconds + 5),
+                        heartbeat_timeout=MODEL_HEARTBEAT,
+                        retry_policy=MODEL_RETRY,
+                        cancellation_type=ActivityCancellationType.TRY_CANCEL,
+                        summary=f"step {self._step}: {spec.model.name}",
+                    )
                 )
                 break
             except ActivityError as err:
@@ -363,17 +403,21 @@ class AgentWorkflow:
             approved_by=approved_by,
         )
         record = record.model_copy(update={"idempotency_key": key})
+        self._check_stop(record)
         self._set_state(RunState.CALLING_TOOL, f"tool {name}")
         meta = definition.meta
         try:
-            result = await workflow.execute_activity(
-                name,
-                args=[ctx, args],
-                result_type=definition.result_model,
-                start_to_close_timeout=meta.start_to_close,
-                schedule_to_close_timeout=meta.schedule_to_close,
-                retry_policy=definition.retry_policy(),
-                summary=f"{name} {summarize(record.arguments)}",
+            result = await self._cancellable(
+                workflow.start_activity(
+                    name,
+                    args=[ctx, args],
+                    result_type=definition.result_model,
+                    start_to_close_timeout=meta.start_to_close,
+                    schedule_to_close_timeout=meta.schedule_to_close,
+                    retry_policy=definition.retry_policy(),
+                    cancellation_type=ActivityCancellationType.TRY_CANCEL,
+                    summary=f"{name} {summarize(record.arguments)}",
+                )
             )
         except ActivityError as err:
             cause = err.cause
@@ -385,6 +429,30 @@ class AgentWorkflow:
             return
         self._records.append(record)
         self._pending.append(ChatMessage(role="tool", tool_call_id=call_id, content=result.model_dump_json()))
+
+    async def _cancellable(self, handle: workflow.ActivityHandle) -> Any:
+        """Await an activity that a kill switch may cancel; a cancelled one ends the run as stopped."""
+        self._inflight = handle
+        try:
+            return await handle
+        except (ActivityError, asyncio.CancelledError):
+            self._check_stop()
+            raise
+        finally:
+            self._inflight = None
+
+    def _check_stop(self, record: ToolCallRecord | None = None) -> None:
+        """At a step boundary: end the run if a kill switch stopped it (the call about to run is not run)."""
+        order = self._stop
+        if order is None:
+            return
+        if record is not None:
+            stopped = record.model_copy(update={"outcome": ToolOutcome.STOPPED, "error": "not run: the run was stopped"})
+            self._records.append(stopped)
+            self._settled.append(stopped)
+        self._set_state(RunState.FAILED, "nothing")
+        switch = f" (kill switch #{order.switch_id})" if order.switch_id is not None else ""
+        raise self._fail(f"stopped by {order.by}{switch}: {order.reason}", E.RUN_STOPPED)
 
     def _repeat_breaker(self, record: ToolCallRecord) -> None:
         """End the run before one tool runs with the same arguments once more than the agent allows."""
@@ -461,7 +529,8 @@ class AgentWorkflow:
                 break
             try:
                 remaining = max(request.deadline - workflow.now(), timedelta(milliseconds=1))
-                await workflow.wait_condition(lambda: request.terminal, timeout=remaining)
+                await workflow.wait_condition(lambda: request.terminal or self._stop is not None, timeout=remaining)
+                self._check_stop()
                 break
             except asyncio.TimeoutError:
                 if self._book.escalate(request.id, workflow.now()):

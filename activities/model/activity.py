@@ -58,6 +58,24 @@ def to_openai_messages(messages: list[ChatMessage], *, tool_results_as_user: boo
     return out
 
 
+#: How often a model call that is still waiting heartbeats (the workflow's heartbeat timeout is 15 s).
+HEARTBEAT_EVERY = 5.0
+
+
+async def _heartbeating(call: Any) -> Any:
+    """Await `call`, heartbeating while it takes longer than `HEARTBEAT_EVERY`, so that a kill
+    switch's cancellation reaches a slow call (a fast one sends no heartbeat at all)."""
+    task = asyncio.ensure_future(call)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY)
+            if done:
+                return task.result()
+            activity.heartbeat()
+    finally:
+        task.cancel()
+
+
 class ModelActivities:
     def __init__(self, endpoints: EndpointRegistry, transcripts: TranscriptStore, pricing: Pricing | None = None):
         self._endpoints = endpoints
@@ -119,8 +137,10 @@ class ModelActivities:
             # The body is already plain JSON, so it goes through the client's documented low-level
             # `post` (same auth, timeouts, errors and response model) without the per-call
             # TypedDict transform of `chat.completions.create`, which costs more than the call here.
-            resp = await self._client(ep).post(
-                "/chat/completions", cast_to=ChatCompletion, body=body, options={"timeout": inp.model.timeout_seconds}
+            resp = await _heartbeating(
+                self._client(ep).post(
+                    "/chat/completions", cast_to=ChatCompletion, body=body, options={"timeout": inp.model.timeout_seconds}
+                )
             )
         except openai.OpenAIError as e:
             if isinstance(e, (openai.APIStatusError, openai.APIConnectionError)):

@@ -52,7 +52,7 @@ class FactoryUnderTest:
     def worker(self, sandboxed: bool = True, **options):
         # Tests run the sandboxed runner: it catches nondeterminism that production workers,
         # which run unsandboxed for throughput, would not notice at run time.
-        return build_worker(self.client, self.task_queue, self.parts, sandboxed=sandboxed, max_cached_workflows=0, **options)
+        return build_worker(self.client, self.task_queue, self.parts, sandboxed=sandboxed, **{"max_cached_workflows": 0, **options})
 
     def release(self, **spec_changes: Any) -> AgentRelease:
         return triage_release(self.task_queue, **spec_changes)
@@ -75,7 +75,7 @@ class FactoryUnderTest:
 @contextlib.asynccontextmanager
 async def factory_with(
     client: Client, db_url: str, model: ScriptedModel, policy_root: Path | None = None, webhook_url: str | None = None,
-    task_queue: str | None = None, audit=None,
+    task_queue: str | None = None, audit=None, **worker_options: Any,
 ) -> AsyncIterator[FactoryUnderTest]:
     with model.serve() as base_url:
         fut = FactoryUnderTest(client, db_url, base_url, task_queue or f"tq-{uuid.uuid4().hex[:10]}")
@@ -83,7 +83,7 @@ async def factory_with(
             fut.parts.policies = PolicyActivities(PolicyStore(policy_root))
         fut.parts.webhook_url = webhook_url
         fut.parts.audit = audit
-        async with fut.worker():
+        async with fut.worker(**worker_options):
             yield fut
 
 

@@ -1,0 +1,94 @@
+"""`aifactory kill|unkill|switches`: the operator's kill switches.
+
+Not workflow-safe.
+
+    aifactory kill AGENT | --tenant T | --all  --reason TEXT --as PERSON [--json]
+    aifactory unkill AGENT | --tenant T | --all  --reason TEXT --as PERSON
+    aifactory switches [--json]          every switch ever set, with who, when and why
+
+`kill` writes the switch to the factory's store (new runs are refused from that
+moment) and sends every running run in scope the `stop` update; each run starts
+no activity after acknowledging it, cancels the one in flight, and ends with
+`RunStopped` naming the operator and reason. State survives restarts: the
+switch is a row, not a process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+from activities.switches import switch_history
+from contracts.control import SwitchScope
+from workers.settings import Settings
+
+
+class ControlCliError(Exception):
+    """A clear one-line refusal."""
+
+
+def _scope(args: argparse.Namespace) -> tuple[SwitchScope, str]:
+    chosen = [x for x in (args.agent, args.tenant, args.all) if x]
+    if len(chosen) != 1:
+        raise ControlCliError("name exactly one of: an AGENT, --tenant T, --all")
+    if args.all:
+        return SwitchScope.ALL, ""
+    if args.tenant:
+        return SwitchScope.TENANT, args.tenant
+    return SwitchScope.AGENT, args.agent
+
+
+async def cmd_kill(args: argparse.Namespace, settings: Settings) -> int:
+    from aifactory.client import FactoryClient
+
+    scope, target = _scope(args)
+    if not args.reason.strip() or not args.person.strip():
+        raise ControlCliError("--reason and --as must not be empty")
+    factory = await FactoryClient.connect(settings)
+    if args.command == "unkill":
+        lifted = await factory.unkill(scope, target, reason=args.reason, by=args.person)
+        if not lifted:
+            print(f"no kill switch is on for {scope.value} {target}".rstrip())
+            return 1
+        for s in lifted:
+            print(f"lifted {s.describe()} (by {args.person}: {args.reason})")
+        return 0
+    report = await asyncio.wait_for(factory.kill(scope, target, reason=args.reason, by=args.person), timeout=600)
+    if args.json:
+        print(json.dumps({"switch": report.switch.model_dump(mode="json"), "stopped": report.stopped,
+                          "finished": report.finished, "missed": report.missed}, indent=2))  # fmt: skip
+    else:
+        print(f"ON: {report.switch.describe()}")
+        print(f"  new runs in scope are refused; stopped {len(report.stopped)} run(s) in flight"
+              + (f", {len(report.finished)} ended on their own" if report.finished else ""))  # fmt: skip
+        for wid in report.missed:
+            print(f"  NOT ACKNOWLEDGED: {wid} (is a worker running for it?)")
+    return 1 if report.missed else 0
+
+
+def cmd_switches(args: argparse.Namespace, settings: Settings) -> int:
+    rows = switch_history(settings.db_url)
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2, default=str))
+        return 0
+    if not rows:
+        print("no kill switch has ever been set")
+    for r in rows:
+        state = f"lifted by {r.lifted_by} at {r.lifted_at:%Y-%m-%d %H:%M:%S}: {r.lift_reason or ''}" if r.lifted_at else "ON"
+        print(f"#{r.id:<4} {r.scope:<7} {r.target or '*':<20} set by {r.set_by} at {r.set_at:%Y-%m-%d %H:%M:%S}: {r.reason} · {state}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    for verb, help_ in (("kill", "stop an agent, a tenant or everything: refuse new runs, stop runs in flight"),
+                        ("unkill", "lift a kill switch")):  # fmt: skip
+        k = sub.add_parser(verb, help=help_)
+        k.add_argument("agent", nargs="?", help="agent name")
+        k.add_argument("--tenant")
+        k.add_argument("--all", action="store_true")
+        k.add_argument("--reason", required=True)
+        k.add_argument("--as", dest="person", required=True, help="your person id")
+        k.add_argument("--json", action="store_true")
+    s = sub.add_parser("switches", help="every kill switch set, with who, when and why")
+    s.add_argument("--json", action="store_true")

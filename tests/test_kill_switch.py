@@ -1,0 +1,84 @@
+"""Kill switches: 50 runs in flight are stopped at their next step boundary, no tool activity is
+scheduled after a run acknowledged the stop, new starts are refused, and who and why are on record."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from activities.model.scripted import Reply, ScriptedModel, Turns
+from activities.switches import switch_history
+from aifactory.client import RunFailed, RunRefused
+from contracts.agent import Breakers
+from contracts.control import SwitchScope
+from tests.support.harness import factory_with, replay
+
+TICKET = {"ticket_text": "My laptop screen is flickering badly.", "requester_email": "ana.silva@example.com"}
+TOOLS = {"lookup_requester", "create_ticket"}
+
+
+def tool_scheduled_after_stop(history) -> tuple[int | None, int]:
+    """(event id of the accepted stop update, tool activities scheduled after it)."""
+    accepted = None
+    after = 0
+    for e in history.events:
+        if e.HasField("workflow_execution_update_accepted_event_attributes"):
+            if e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name == "stop":
+                accepted = e.event_id
+        elif e.HasField("activity_task_scheduled_event_attributes") and accepted is not None:
+            after += e.activity_task_scheduled_event_attributes.activity_type.name in TOOLS
+    return accepted, after
+
+
+async def test_kill_switch_stops_fifty_runs_in_flight_and_refuses_new_ones(client, db_url):
+    # A slow model that always wants one more (different) lookup: runs stay busy until stopped.
+    model = ScriptedModel(Turns([Reply.tool("lookup_requester", {"email": f"u{i}@example.com"}, delay=0.5) for i in range(200)]))
+    tenant = f"kill-{uuid.uuid4().hex[:8]}"
+    # 50 runs at once: the worker keeps its workflow cache, as a production worker does
+    # (every other workflow test replays from scratch on each task, which this load would swamp).
+    async with factory_with(client, db_url, model, max_cached_workflows=100) as f:
+        f.factory.db_url = db_url
+        runs = [await f.start(TICKET, tenant=tenant, step_limit=200, breakers=Breakers(max_repeated_calls=100)) for _ in range(50)]
+        # Let every run get going: each has called the model at least once.
+        for _ in range(200):
+            if len(model.requests) >= 60:
+                break
+            await asyncio.sleep(0.1)
+        report = await f.factory.kill(SwitchScope.TENANT, tenant, reason="runaway lookups", by="maria.keller")
+        assert sorted(report.stopped) == sorted(r.workflow_id for r in runs) and not report.missed
+
+        cancelled = 0
+        for run in runs:
+            with pytest.raises(RunFailed) as failed:
+                await run.result()
+            assert failed.value.type == "RunStopped"
+            assert f"stopped by maria.keller (kill switch #{report.switch.id}): runaway lookups" in str(failed.value)
+            history = await run.handle.fetch_history()
+            accepted, after = tool_scheduled_after_stop(history)
+            assert accepted is not None and after == 0
+            cancelled += any(e.HasField("activity_task_cancel_requested_event_attributes") for e in history.events)
+        # Most runs were waiting on the (slow) model when stopped: that call was cancelled, not awaited.
+        assert cancelled > 25
+        await replay(runs[0].handle)
+
+        # New starts are refused: by the client that sees the store, and by the run itself otherwise.
+        with pytest.raises(RunRefused, match="kill switch .* on tenant .* set by maria.keller"):
+            await f.start(TICKET, tenant=tenant)
+        f.factory.db_url = None
+        late = await f.start(TICKET, tenant=tenant)
+        with pytest.raises(RunFailed, match="refused at start: kill switch"):
+            await late.result()
+        f.factory.db_url = db_url
+
+        lifted = await f.factory.unkill(SwitchScope.TENANT, tenant, reason="fixed", by="maria.keller")
+        assert [s.id for s in lifted] == [report.switch.id]
+        again = await f.start(TICKET, tenant=tenant, step_limit=2)
+        with pytest.raises(RunFailed) as failed:
+            await again.result()
+        assert failed.value.type == "StepLimitExceeded"  # it ran: the switch is off
+
+    rows = [r for r in switch_history(db_url) if r.target == tenant]
+    assert len(rows) == 1 and rows[0].set_by == "maria.keller" and rows[0].reason == "runaway lookups"
+    assert rows[0].lifted_by == "maria.keller" and rows[0].lift_reason == "fixed"
