@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Callable
 from urllib.parse import quote
 
+from prometheus_client import start_http_server
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -29,7 +30,8 @@ from workers.devserver import DevServer, port_open
 from workers.local_model import MODEL_NAME, LocalModelServer, local_endpoint
 from workers.search_attributes import ensure_search_attributes
 from workers.schedules import ensure_audit_schedule
-from workers.settings import Settings, connect
+from workers.metrics import FactoryMetrics
+from workers.settings import Settings, connect, sdk_metrics_runtime
 from workers.worker import WorkerParts, build_worker
 
 SCRIPTED_NOTE = "scripted (an offline stand-in that answers from rules, not a language model)"
@@ -53,18 +55,15 @@ class Stack:
 
 
 def model_choice(choice: str, endpoints: EndpointRegistry) -> str:
-    """`scripted`, `local` or `endpoint`; `auto` is the configured endpoint if any, else the scripted stand-in.
-
-    The verified local model (`--model local`) is opt-in until the reference agent's evaluation on it
-    is accepted (see `aifactory eval`).
-    """
+    """`scripted`, `local` or `endpoint`; `auto` is the configured endpoint if any, else the verified
+    local model (installed on first use). `scripted` is the offline stand-in, chosen only explicitly."""
     if choice != "auto":
         return choice
     try:
         endpoints.resolve("default")
         return "endpoint"
     except EndpointNotConfigured:
-        return "scripted"
+        return "local"
 
 
 def local_note(server: LocalModelServer) -> str:
@@ -130,7 +129,8 @@ async def factory_stack(
                 say(f"Starting the Temporal dev server (state in {settings.home / 'temporal.db'}) ...")
                 server = DevServer(settings.home)
                 server.start()
-        client = await _connect_with_retry(settings)
+        runtime = sdk_metrics_runtime(settings.sdk_metrics_address) if (run_worker and settings.sdk_metrics_address) else None
+        client = await _connect_with_retry(settings, runtime)
         await ensure_search_attributes(client)
         if not run_worker:
             yield Stack(settings, client, None, ui_url, note)
@@ -147,7 +147,13 @@ async def factory_stack(
                 for profile in ("default", "local"):
                     endpoints.register(local_endpoint(profile, local.base_url))
             audit = _audit_activities(settings, say)
-            parts = WorkerParts(db_url=settings.db_url, endpoints=endpoints, audit=audit)
+            metrics = FactoryMetrics()
+            metrics.watch_switches(settings.db_url)
+            if settings.metrics_address:
+                host, _, port = settings.metrics_address.rpartition(":")
+                start_http_server(int(port), addr=host or "127.0.0.1", registry=metrics.registry)
+                say(f"metrics: http://{settings.metrics_address}/metrics")
+            parts = WorkerParts(db_url=settings.db_url, endpoints=endpoints, audit=audit, metrics=metrics)
             worker = build_worker(client, settings.task_queue, parts)
             if audit is not None:
                 await ensure_audit_schedule(client, settings.task_queue)
@@ -169,11 +175,11 @@ def _audit_activities(settings: Settings, say: Callable[[str], None]) -> AuditAc
     return AuditActivities(settings.db_url, ring, settings.audit_retention_days)
 
 
-async def _connect_with_retry(settings: Settings, attempts: int = 40) -> Client:
+async def _connect_with_retry(settings: Settings, runtime=None, attempts: int = 40) -> Client:
     last: Exception | None = None
     for _ in range(attempts):
         try:
-            return await connect(settings)
+            return await connect(settings, runtime=runtime)
         except Exception as e:  # the server may still be opening its frontend
             last = e
             await asyncio.sleep(0.5)

@@ -78,6 +78,8 @@ class ModelCallInput(BaseModel):
     """When set and no tools are offered, ask the endpoint for JSON matching it."""
     step: int = 0
     """The run's step this call belongs to (0 in histories recorded before it was sent)."""
+    release_version: str = ""
+    """The agent release making the call (a metric label; empty in older histories)."""
     settled: list[ToolCallRecord] = Field(default_factory=list)
     """Tool calls since the last model call that ran no activity (outside the grant, invalid
     arguments, denied, not approved). The model reads the same outcome as tool messages in

@@ -57,6 +57,8 @@ class ToolContext(BaseModel):
     tenant: str
     step: int
     call_index: int
+    agent_version: str = ""
+    """Release version of the calling agent (a metric label; empty in older histories)."""
     idempotency_key: str | None = None
     """Set for write and external tools: the same for every retry of this call."""
     decision: PolicyDecision | None = None

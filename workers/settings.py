@@ -17,6 +17,8 @@ the dev server on 127.0.0.1:7233 that `aifactory dev` starts.
     AIFACTORY_AUDIT_KEYS, AIFACTORY_AUDIT_KEY_FILE
                             the audit chain's MAC keys (see `activities.audit.chain`)
     AIFACTORY_AUDIT_RETENTION_DAYS   how long the audit store keeps a closed run (default 365)
+    AIFACTORY_METRICS_ADDRESS        host:port of a worker's Prometheus metrics (unset: not served)
+    AIFACTORY_SDK_METRICS_ADDRESS    host:port of the Temporal SDK's metrics on a worker (unset: not served)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Mapping
 
 from temporalio.client import Client, TLSConfig
 from temporalio.converter import DataConverter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from activities.keys import KeyRing, key_ring_from_env
 from workers.codec import codec_key_ring, data_converter
@@ -52,6 +55,10 @@ class Settings:
     key_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     """The codec and audit key settings, read when a ring is first needed."""
     audit_retention_days: int = 365
+    metrics_address: str | None = None
+    """host:port where a worker serves its Prometheus metrics (`AIFACTORY_METRICS_ADDRESS`)."""
+    sdk_metrics_address: str | None = None
+    """host:port where a worker serves the Temporal SDK's own metrics (`AIFACTORY_SDK_METRICS_ADDRESS`)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -78,6 +85,8 @@ class Settings:
             agents_dir=agents_dir.resolve(),
             key_env={k: v for k, v in env.items() if k.startswith(("AIFACTORY_CODEC", "AIFACTORY_AUDIT_KEY"))},
             audit_retention_days=int(env.get("AIFACTORY_AUDIT_RETENTION_DAYS") or 365),
+            metrics_address=env.get("AIFACTORY_METRICS_ADDRESS") or None,
+            sdk_metrics_address=env.get("AIFACTORY_SDK_METRICS_ADDRESS") or None,
         )
 
     @property
@@ -108,7 +117,7 @@ class Settings:
         return bool(self.tls or self.api_key)
 
 
-async def connect(settings: Settings, address: str | None = None) -> Client:
+async def connect(settings: Settings, address: str | None = None, *, runtime: Runtime | None = None) -> Client:
     """A client with the factory's data converter: pydantic models, encrypted at rest in history."""
     return await Client.connect(
         address or settings.address,
@@ -116,4 +125,11 @@ async def connect(settings: Settings, address: str | None = None) -> Client:
         api_key=settings.api_key,
         tls=settings.tls_config(),
         data_converter=settings.data_converter(),
+        runtime=runtime,
     )
+
+
+def sdk_metrics_runtime(address: str) -> Runtime:
+    """A Temporal runtime that serves the SDK's own metrics (workflow and activity task latency,
+    schedule-to-start, slots, poller counts) for Prometheus on `address` (host:port)."""
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))

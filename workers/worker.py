@@ -20,6 +20,7 @@ from activities.model.transcripts import TranscriptStore
 from activities.notify import NotifyActivities
 from activities.policy import PolicyActivities
 from activities.switches import SwitchActivities
+from workers.metrics import FactoryMetrics, MetricsInterceptor
 from activities.tools.catalog import CATALOG
 from activities.tools.it_desk_activities import ItDeskActivities
 from activities.audit.activity import AuditActivities
@@ -35,6 +36,8 @@ PASSTHROUGH_MODULES = (
     "policies",
     "activities.tools.catalog",
     "activities.tools.it_desk_tools",
+    "workers.metrics",
+    "prometheus_client",
     "jsonschema",
     "jsonschema_specifications",
     "referencing",
@@ -76,6 +79,8 @@ class WorkerParts:
     extra_activities: list = field(default_factory=list)
     audit: AuditActivities | None = None
     """The audit export pass and retention job, on workers that run the export schedule."""
+    metrics: FactoryMetrics | None = None
+    """Where this worker counts runs, steps, tokens, cost and tool calls (None: not counted)."""
 
     def activities(self) -> list:
         model = ModelActivities(self.endpoints, TranscriptStore(self.db_url), self.pricing)
@@ -105,5 +110,6 @@ def build_worker(client: Client, task_queue: str, parts: WorkerParts, *, sandbox
         workflows=WORKFLOWS,
         activities=parts.activities(),
         workflow_runner=sandbox_runner() if sandboxed else UnsandboxedWorkflowRunner(),
+        interceptors=[MetricsInterceptor(parts.metrics)] if parts.metrics is not None else [],
         **options,
     )

@@ -297,6 +297,7 @@ class AgentWorkflow:
                 transcript_id=transcript_id, base_seq=base, delta=delta, model=spec.model,
                 tool_names=[] if final else offered, force_tool=force,
                 response_schema=spec.output_schema if final else None, step=self._step, settled=self._settled,
+                release_version=self._inp.release.release_version,
             )  # fmt: skip
             try:
                 result = await self._cancellable(
@@ -398,6 +399,7 @@ class AgentWorkflow:
             tenant=self._inp.tenant,
             step=self._step,
             call_index=index,
+            agent_version=self._inp.release.release_version,
             idempotency_key=key,
             decision=decision,
             approved_by=approved_by,

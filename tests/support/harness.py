@@ -75,7 +75,7 @@ class FactoryUnderTest:
 @contextlib.asynccontextmanager
 async def factory_with(
     client: Client, db_url: str, model: ScriptedModel, policy_root: Path | None = None, webhook_url: str | None = None,
-    task_queue: str | None = None, audit=None, **worker_options: Any,
+    task_queue: str | None = None, audit=None, metrics=None, **worker_options: Any,
 ) -> AsyncIterator[FactoryUnderTest]:
     with model.serve() as base_url:
         fut = FactoryUnderTest(client, db_url, base_url, task_queue or f"tq-{uuid.uuid4().hex[:10]}")
@@ -83,6 +83,7 @@ async def factory_with(
             fut.parts.policies = PolicyActivities(PolicyStore(policy_root))
         fut.parts.webhook_url = webhook_url
         fut.parts.audit = audit
+        fut.parts.metrics = metrics
         async with fut.worker(**worker_options):
             yield fut
 

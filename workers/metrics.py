@@ -1,0 +1,223 @@
+"""Worker metrics for operators: prometheus-client, labelled by agent, version and tenant.
+
+Not workflow-safe as a module, but its workflow interceptor only touches the
+registry when the workflow is not replaying, so a replayed run is never counted
+twice. Everything else is counted where the work happens, in activities:
+
+- `call_model`, every attempt: latency, tokens, cost, errors; and the tool calls
+  that ran nothing (refused, denied, stopped), which reach the model activity as
+  `settled` records, with their policy decisions.
+- each tool activity: calls by tool and outcome, and the policy decision that let it run.
+- `send_notification`: approvals pending (requested, decided, expired).
+- runs started (on a run's first workflow task only) and finished by outcome (the workflow interceptor, outside replay),
+  kill switches on (read from the store at scrape time).
+
+Labels are agent, version, tenant plus small closed sets (outcome, tool,
+direction); never a run id, an argument or anything else unbounded.
+
+    AIFACTORY_METRICS_PORT       expose these on 127.0.0.1:<port>/metrics (or
+                                 AIFACTORY_METRICS_ADDRESS host:port); unset: not exposed
+    AIFACTORY_SDK_METRICS_ADDRESS  host:port for the Temporal SDK's own metrics
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from temporalio import activity, workflow
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    ExecuteWorkflowInput,
+    Interceptor,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
+
+from activities.tools.catalog import CATALOG
+from contracts.tools import ToolContext
+
+RUN = ("agent", "version", "tenant")
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
+
+
+class FactoryMetrics:
+    """The factory's metric families, on one registry (a fresh one per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.runs_started = Counter("aifactory_runs_started", "Runs started.", RUN, registry=r)
+        self.runs_finished = Counter("aifactory_runs_finished", "Runs finished, by outcome (completed or the failure type).", (*RUN, "outcome"), registry=r)
+        self.model_calls = Counter("aifactory_model_calls", "Model call attempts, by outcome (ok or the error type).", (*RUN, "outcome"), registry=r)
+        self.model_latency = Histogram("aifactory_model_call_seconds", "Latency of one model call attempt (one agent step).", RUN, buckets=LATENCY_BUCKETS, registry=r)
+        self.tokens = Counter("aifactory_tokens", "Model tokens, by direction (input or output).", (*RUN, "direction"), registry=r)
+        self.cost = Counter("aifactory_cost_usd", "Model cost in US dollars.", RUN, registry=r)
+        self.tool_calls = Counter("aifactory_tool_calls", "Tool calls the model proposed, by tool and outcome.", (*RUN, "tool", "outcome"), registry=r)
+        self.tool_latency = Histogram("aifactory_tool_call_seconds", "Latency of one tool activity attempt.", (*RUN, "tool"), buckets=LATENCY_BUCKETS, registry=r)
+        self.policy_decisions = Counter("aifactory_policy_decisions", "Policy decisions on tool calls, by outcome (allow, deny, require_approval).", (*RUN, "outcome"), registry=r)
+        self.approvals_pending = Gauge("aifactory_approvals_pending", "Approval requests waiting for a person.", ("agent", "tenant"), registry=r)
+        self.approvals_past_sla = Counter("aifactory_approvals_escalated", "Approval requests escalated or expired because nobody decided in time.", ("agent", "tenant", "event"), registry=r)
+
+    def watch_switches(self, db_url: str) -> None:
+        """Expose `aifactory_kill_switch_on{scope,target}`, read from the store at scrape time."""
+        self.registry.register(_SwitchCollector(db_url))
+
+
+class _SwitchCollector:
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+
+    def describe(self):
+        return [GaugeMetricFamily("aifactory_kill_switch_on", "Kill switches on (1) by scope and target.", labels=["scope", "target"])]
+
+    def collect(self):
+        from activities.switches import switch_history
+
+        family = GaugeMetricFamily("aifactory_kill_switch_on", "Kill switches on (1) by scope and target.", labels=["scope", "target"])
+        try:
+            rows = switch_history(self.db_url)
+        except Exception:  # a scrape must not fail because the store is briefly unavailable
+            rows = []
+        for r in rows:
+            family.add_metric([r.scope, r.target or "*"], 0.0 if r.lifted_at else 1.0)
+        yield family
+
+
+def _labels_from_workflow_id(workflow_id: str | None) -> tuple[str, str]:
+    parts = (workflow_id or "").split("/")
+    if len(parts) >= 4 and parts[0] == "agent":
+        return parts[1], parts[2]
+    return "unknown", "unknown"
+
+
+class MetricsInterceptor(Interceptor):
+    """Counts what activities do and how runs end; give it to `Worker(interceptors=[...])`."""
+
+    def __init__(self, metrics: FactoryMetrics) -> None:
+        self.metrics = metrics
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _ActivityMetrics(next, self.metrics)
+
+    def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput) -> type[WorkflowInboundInterceptor] | None:
+        metrics = self.metrics
+
+        class _Bound(_WorkflowMetrics):
+            pass
+
+        _Bound.metrics = metrics
+        return _Bound
+
+
+class _ActivityMetrics(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, metrics: FactoryMetrics) -> None:
+        super().__init__(next)
+        self.m = metrics
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        kind = info.activity_type
+        if info.is_local:
+            return await super().execute_activity(input)
+        started = time.monotonic()
+        try:
+            result = await super().execute_activity(input)
+        except BaseException as e:
+            self._observe(kind, input.args, None, e, time.monotonic() - started)
+            raise
+        self._observe(kind, input.args, result, None, time.monotonic() - started)
+        return result
+
+    def _observe(self, kind: str, args: Any, result: Any, error: BaseException | None, seconds: float) -> None:
+        try:
+            if kind == "call_model":
+                self._model_call(args[0], result, "ok" if error is None else _error_type(error), seconds)
+            elif kind == "send_notification":
+                if error is None:
+                    self._notification(args[0])
+            elif args and isinstance(args[0], ToolContext):
+                self._tool_call(kind, args[0], error, seconds)
+        except Exception:  # metrics never break the work they describe
+            activity.logger.exception("metrics: could not record %s", kind)
+
+    def _model_call(self, inp, result, outcome: str, seconds: float) -> None:
+        agent, tenant = _labels_from_workflow_id(activity.info().workflow_id)
+        run = (agent, getattr(inp, "release_version", "") or "unknown", tenant)
+        self.m.model_calls.labels(*run, outcome).inc()
+        self.m.model_latency.labels(*run).observe(seconds)
+        if result is not None:
+            u = result.usage
+            self.m.tokens.labels(*run, "input").inc(u.prompt_tokens)
+            self.m.tokens.labels(*run, "output").inc(u.completion_tokens)
+            self.m.cost.labels(*run).inc(u.cost_usd)
+        if activity.info().attempt == 1:  # settled calls ride on every attempt of the next call: count once
+            for record in inp.settled:
+                self.m.tool_calls.labels(*run, record.tool, record.outcome.value).inc()
+                if record.decision is not None:
+                    self.m.policy_decisions.labels(*run, record.decision.outcome.value).inc()
+
+    def _tool_call(self, tool: str, ctx: ToolContext, error: BaseException | None, seconds: float) -> None:
+        run = (ctx.agent, ctx.agent_version or "unknown", ctx.tenant)
+        self.m.tool_latency.labels(*run, tool).observe(seconds)
+        # One count per call, on the attempt that ends it: success, a non-retryable error, or the last attempt.
+        definition = CATALOG.get(tool)
+        last = definition is not None and activity.info().attempt >= definition.meta.max_attempts
+        if error is None or last or (isinstance(error, ApplicationError) and error.non_retryable):
+            self.m.tool_calls.labels(*run, tool, "ok" if error is None else "failed").inc()
+            if ctx.decision is not None:
+                self.m.policy_decisions.labels(*run, ctx.decision.outcome.value).inc()
+
+    def _notification(self, n) -> None:
+        gauge = self.m.approvals_pending.labels(n.agent, n.tenant)
+        if n.kind == "approval_requested":
+            gauge.inc()
+        elif n.kind in ("approval_decided", "approval_expired"):
+            gauge.dec()
+        if n.kind.startswith("approval_escalated") or n.kind == "approval_expired":
+            self.m.approvals_past_sla.labels(n.agent, n.tenant, "expired" if n.kind == "approval_expired" else "escalated").inc()
+
+
+def _error_type(e: BaseException) -> str:
+    if isinstance(e, ApplicationError) and e.type:
+        return e.type
+    return type(e).__name__
+
+
+class _WorkflowMetrics(WorkflowInboundInterceptor):
+    metrics: FactoryMetrics
+
+    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        if workflow.info().workflow_type != "AgentWorkflow":
+            return await super().execute_workflow(input)
+        run_input = input.args[0] if input.args else None
+        release = getattr(run_input, "release", None)
+        labels = (
+            release.spec.name if release else "unknown",
+            release.release_version if release else "unknown",
+            getattr(run_input, "tenant", "unknown"),
+        )
+        # A run's very first workflow task starts at event 3; every later instantiation of the same
+        # run (after a cache eviction, a worker restart) replays past it, so this counts each run once.
+        first_task = workflow.info().get_current_history_length() <= 3 and getattr(run_input, "carry", None) is None
+        if first_task and not workflow.unsafe.is_replaying():
+            self.metrics.runs_started.labels(*labels).inc()
+        try:
+            result = await super().execute_workflow(input)
+        except BaseException as e:
+            if not workflow.unsafe.is_replaying() and type(e).__name__ != "ContinueAsNewError":
+                self.metrics.runs_finished.labels(*labels, _error_type(e)).inc()
+                # The calls that ended the run ran nothing and reach no model call: count them here.
+                details = e.details[0] if isinstance(e, ApplicationError) and e.details else None
+                for record in getattr(details, "settled", ()):
+                    self.metrics.tool_calls.labels(*labels, record.tool, record.outcome.value).inc()
+                    if record.decision is not None:
+                        self.metrics.policy_decisions.labels(*labels, record.decision.outcome.value).inc()
+            raise
+        if not workflow.unsafe.is_replaying():
+            self.metrics.runs_finished.labels(*labels, "completed").inc()
+        return result
