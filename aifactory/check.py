@@ -40,6 +40,8 @@ def check_agent(agent: LoadedAgent, *, evaluation_gate: bool = True) -> list[Pro
             problems.append(Problem(spec_file, "required_tools", f"{tool!r} must also be listed in tools"))
     if len(set(spec.tools)) != len(spec.tools):
         problems.append(Problem(spec_file, "tools", "each tool is listed once"))
+    if spec.envelope is None:
+        problems.append(Problem(spec_file, "envelope", "a cost envelope is required (limit_usd per day or month, per tenant or global)"))
     if spec.rollback_to != WITHDRAW and semver_key(spec.rollback_to) >= semver_key(spec.version):
         problems.append(Problem(spec_file, "rollback_to", f"must be a version earlier than {spec.version}"))
     try:

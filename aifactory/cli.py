@@ -19,6 +19,7 @@ Not workflow-safe.
     aifactory eval AGENT [--model P] [--accept]   the evaluation gate for prompt/model/tool changes
     aifactory kill|unkill AGENT|--tenant T|--all --reason R --as P   kill switches (see aifactory.control_cli)
     aifactory switches                   every kill switch set, who, when, why
+    aifactory envelope status|raise|stop cost envelopes (see aifactory.control_cli)
 """
 
 from __future__ import annotations
@@ -354,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         "audit": audit_cli.cmd_audit, "codec-server": audit_cli.cmd_codec_server,
         "model": model_cli.cmd_model, "eval": model_cli.cmd_eval,
         "kill": control_cli.cmd_kill, "unkill": control_cli.cmd_kill, "switches": control_cli.cmd_switches,
+        "envelope": control_cli.cmd_envelope,
     }  # fmt: skip
     try:
         audit_cli.normalise(args)

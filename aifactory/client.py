@@ -14,7 +14,7 @@ first run instead of starting another.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,11 @@ from temporalio.service import RPCError, RPCStatusCode
 from aifactory.check import check_agent
 from aifactory.registry import find_agent
 from contracts import search
-from contracts.agent import AgentRelease
+from contracts.agent import AgentRelease, Envelope
 from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, Verdict
 from activities.switches import active_switch, lift_switch, set_switch
+from activities.budget import BudgetLedger
+from contracts.budget import BudgetDecision, envelope_key, period_key
 from contracts.control import KillSwitchState, StopAnswer, StopOrder, SwitchScope
 from contracts.errors import APPROVAL_REFUSED
 from contracts.run import AgentRunInput, AgentRunResult, RunFailure, RunStatus, run_workflow_id
@@ -190,6 +192,14 @@ class FactoryClient:
             switch = await asyncio.to_thread(active_switch, self.db_url, spec.name, run_input.tenant)
             if switch is not None:
                 raise RunRefused(f"run of {spec.name} for tenant {run_input.tenant} refused: {switch.describe()}")
+            if spec.envelope is not None:
+                key = self.envelope_key(spec.name, run_input.tenant, spec.envelope)
+                spent = await asyncio.to_thread(BudgetLedger(self.db_url).exhausted, key)
+                if spent is not None:
+                    raise RunRefused(
+                        f"run of {spec.name} for tenant {run_input.tenant} refused: its cost envelope {key} is spent "
+                        f"(${spent.spent_usd:.4f} of ${spent.limit_usd:.4f}); raise it with `aifactory envelope raise`"
+                    )
         try:
             handle = await self.client.start_workflow(
                 AgentWorkflow.run,
@@ -310,6 +320,40 @@ class FactoryClient:
         if self.db_url is None:
             raise RunRefused("kill switches need the factory's SQL store (AIFACTORY_DB_URL)")
         return await asyncio.to_thread(lift_switch, self.db_url, scope, target, reason=reason, by=by)
+
+    # -- cost envelopes --------------------------------------------------------------------
+
+    def envelope_key(self, agent: str, tenant: str, env: Envelope | None = None) -> str:
+        """Today's (or this month's) envelope key of `agent` for `tenant`, as runs compute it
+        (from the admitted spec's envelope unless `env` is given)."""
+        env = env or self.release(agent).spec.envelope
+        if env is None:
+            raise RunRefused(f"agent {agent!r} has no cost envelope")
+        return envelope_key(agent, tenant, env.per, period_key(env.period, datetime.now(timezone.utc).date().isoformat()))
+
+    async def decide_budget(
+        self, agent: str, tenant: str | None, decision: BudgetDecision, *, raise_to: float | None = None, key: str | None = None
+    ) -> list[str]:
+        """Raise the envelope `key` (default: the agent's for `tenant` today) to `raise_to`, if given,
+        and hand every run of `agent` paused on it the decision; returns the runs that took it."""
+        if raise_to is not None:
+            if self.db_url is None:
+                raise RunRefused("cost envelopes need the factory's SQL store (AIFACTORY_DB_URL)")
+            key = key or self.envelope_key(agent, tenant or "*")
+            try:
+                await asyncio.to_thread(BudgetLedger(self.db_url).raise_limit, key, raise_to, decision.by)
+            except (KeyError, ValueError) as e:
+                raise RunRefused(str(e).strip("'\"")) from None
+        query = f'AgentName = "{agent}" AND ExecutionStatus = "Running"' + (f' AND Tenant = "{tenant}"' if tenant else "")
+        taken = []
+        async for wf in self.client.list_workflows(query):
+            handle = self.client.get_workflow_handle(wf.id)
+            status = await handle.query("status", result_type=RunStatus)
+            if status.state.value == "awaiting_budget":
+                answer = await handle.execute_update("budget_decision", decision, result_type=StopAnswer)
+                if answer.acknowledged:
+                    taken.append(wf.id)
+        return taken
 
 
 @dataclass

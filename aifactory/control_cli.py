@@ -5,6 +5,9 @@ Not workflow-safe.
     aifactory kill AGENT | --tenant T | --all  --reason TEXT --as PERSON [--json]
     aifactory unkill AGENT | --tenant T | --all  --reason TEXT --as PERSON
     aifactory switches [--json]          every switch ever set, with who, when and why
+    aifactory envelope status [AGENT]    spend against each envelope this period
+    aifactory envelope raise AGENT [--tenant T] --to USD --as PERSON   raise it; paused runs resume
+    aifactory envelope stop AGENT [--tenant T] --as PERSON [--note N]  end the runs paused on it
 
 `kill` writes the switch to the factory's store (new runs are refused from that
 moment) and sends every running run in scope the `stop` update; each run starts
@@ -80,6 +83,36 @@ def cmd_switches(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_envelope(args: argparse.Namespace, settings: Settings) -> int:
+    from activities.budget import BudgetLedger
+    from aifactory.client import FactoryClient
+    from contracts.budget import BudgetDecision
+
+    if args.action == "status":
+        rows = BudgetLedger(settings.db_url).rows(args.agent)
+        if not rows:
+            print("no envelope has been drawn on yet")
+        for r in rows:
+            share = r.spent_usd / r.limit_usd if r.limit_usd else 0
+            state = " · SPENT: new runs refused" if r.exhausted_at else ""
+            print(f"{r.key:<48} ${r.spent_usd:.4f} of ${r.limit_usd:.2f} ({share:.0%}) · held ${r.reserved_usd:.4f}{state}")
+        return 0
+    if not args.agent or not args.person:
+        raise ControlCliError(f"envelope {args.action} needs AGENT and --as PERSON")
+    factory = await FactoryClient.connect(settings)
+    if args.action == "raise":
+        if args.to is None:
+            raise ControlCliError("envelope raise needs --to USD")
+        taken = await factory.decide_budget(
+            args.agent, args.tenant, BudgetDecision(by=args.person, action="resume", note=args.note or ""), raise_to=args.to
+        )
+        print(f"raised {factory.envelope_key(args.agent, args.tenant or '*')} to ${args.to:.2f}; {len(taken)} paused run(s) resumed")
+        return 0
+    taken = await factory.decide_budget(args.agent, args.tenant, BudgetDecision(by=args.person, action="stop", note=args.note or ""))
+    print(f"stopped {len(taken)} run(s) paused on the envelope of {args.agent}")
+    return 0
+
+
 def add_parsers(sub) -> None:
     for verb, help_ in (("kill", "stop an agent, a tenant or everything: refuse new runs, stop runs in flight"),
                         ("unkill", "lift a kill switch")):  # fmt: skip
@@ -92,3 +125,10 @@ def add_parsers(sub) -> None:
         k.add_argument("--json", action="store_true")
     s = sub.add_parser("switches", help="every kill switch set, with who, when and why")
     s.add_argument("--json", action="store_true")
+    e = sub.add_parser("envelope", help="cost envelopes: status, raise, stop paused runs")
+    e.add_argument("action", choices=["status", "raise", "stop"])
+    e.add_argument("agent", nargs="?")
+    e.add_argument("--tenant")
+    e.add_argument("--to", type=float, help="raise: the new envelope in USD for this period")
+    e.add_argument("--as", dest="person")
+    e.add_argument("--note")

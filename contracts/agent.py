@@ -9,7 +9,7 @@ become the JSON schema descriptions.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -97,6 +97,20 @@ class Breakers(_Strict):
     ends with `ContextLimitExceeded` instead of making another call (overshoot: that one call)."""
 
 
+class Envelope(_Strict):
+    """The agent's cost envelope per period, kept in a ledger shared by every worker."""
+
+    limit_usd: float = Field(gt=0)
+    """What the agent may spend per period, in US dollars."""
+    period: Literal["day", "month"] = "day"
+    """The period the envelope renews on (UTC)."""
+    per: Literal["tenant", "global"] = "tenant"
+    """One envelope per tenant, or one for all tenants together."""
+    on_exhausted: Literal["pause", "stop"] = "pause"
+    """What runs in flight do when it is spent: wait for an operator (`aifactory envelope raise`
+    or `stop`), or end at once with `BudgetExceeded`. New runs are refused either way."""
+
+
 class AgentSpec(_Strict):
     """An agent, as admitted to the factory. Every field is part of the deployment standard."""
 
@@ -129,6 +143,8 @@ class AgentSpec(_Strict):
     """Hard cap on model cost per run, in US dollars."""
     breakers: Breakers = Field(default_factory=Breakers)
     """Circuit breakers besides the step limit and the cost cap."""
+    envelope: Envelope | None = None
+    """Cost envelope per period, with alerts at 50, 80 and 100%."""
     slo: SLO
     """Service level objective."""
     escalation_contact: str

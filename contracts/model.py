@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from contracts.agent import ModelSettings
+from contracts.budget import BudgetNote, EnvelopeRef
 from contracts.tools import ToolCallRecord
 
 
@@ -80,6 +81,8 @@ class ModelCallInput(BaseModel):
     """The run's step this call belongs to (0 in histories recorded before it was sent)."""
     release_version: str = ""
     """The agent release making the call (a metric label; empty in older histories)."""
+    envelope: EnvelopeRef | None = None
+    """The agent's cost envelope: the call reserves against it first and is not made without room."""
     settled: list[ToolCallRecord] = Field(default_factory=list)
     """Tool calls since the last model call that ran no activity (outside the grant, invalid
     arguments, denied, not approved). The model reads the same outcome as tool messages in
@@ -97,3 +100,5 @@ class ModelCallResult(BaseModel):
     """True when the model wrote its tool call as JSON in the message text."""
     attempt: int = 1
     """Activity attempt that produced this result."""
+    budget: BudgetNote | None = None
+    """The envelope's answer; `granted` False means the call was not made (nothing was spent)."""

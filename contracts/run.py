@@ -31,6 +31,8 @@ class RunState(StrEnum):
     CALLING_MODEL = "calling_model"
     CALLING_TOOL = "calling_tool"
     AWAITING_APPROVAL = "awaiting_approval"
+    AWAITING_BUDGET = "awaiting_budget"
+    """The envelope is spent; the run waits for an operator to raise it or stop the run."""
     STOPPING = "stopping"
     """A kill switch stopped it; it ends at the current step boundary."""
     COMPLETED = "completed"

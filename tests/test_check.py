@@ -86,7 +86,7 @@ def test_unknown_tool_bad_rollback_and_bad_sample(agents, monkeypatch, capsys):
     code, lines = run_check(agents, monkeypatch, capsys)
     assert code == 1
     assert any("tools: 'wire_money' is not in the tool catalog" in line for line in lines)
-    assert any("rollback_to: must be a version earlier than 1.2.0" in line for line in lines)
+    assert any("rollback_to: must be a version earlier than 1.3.0" in line for line in lines)
 
 
 def test_sample_inputs_must_fit_the_input_schema(agents, monkeypatch, capsys):
@@ -109,9 +109,15 @@ def test_prompt_change_changes_the_release_version(agents, monkeypatch, capsys):
     main(["agents", "show", "it-triage", "--json"])
     after = capsys.readouterr().out
     version = lambda text: __import__("json").loads(text)["release_version"]  # noqa: E731
-    assert version(before).startswith("1.2.0+prompt.") and version(before) != version(after)
+    assert version(before).startswith("1.3.0+prompt.") and version(before) != version(after)
 
 
 def test_console_script_is_installed():
     out = subprocess.run([str(Path(sys.executable).parent / "aifactory"), "agents", "list"], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0 and "it-triage" in out.stdout and "Maria Keller" in out.stdout
+
+
+def test_an_agent_without_a_cost_envelope_is_refused(agents, monkeypatch, capsys):
+    edit_spec(agents, lambda d: d.pop("envelope"))
+    code, lines = run_check(agents, monkeypatch, capsys)
+    assert code == 1 and any("agent.yaml: envelope: a cost envelope is required" in line for line in lines)

@@ -97,7 +97,8 @@ async def test_worker_killed_mid_run_resumes_without_duplicate_effects(env, db_u
 
 
 async def test_long_run_continues_as_new_and_keeps_its_state(client, db_url):
-    lookups = [Reply.tool("lookup_requester", {"email": "ana.silva@example.com"})] * 6
+    # Six different lookups (six identical ones would trip the repeated-call breaker).
+    lookups = [Reply.tool("lookup_requester", {"email": f"person{i}@example.com"}) for i in range(6)]
     model = ScriptedModel(Turns([*lookups, Reply.tool("create_ticket", CREATE), Reply.text(FINAL)]))
     async with factory_with(client, db_url, model) as f:
         run_input = AgentRunInput(

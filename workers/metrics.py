@@ -4,7 +4,7 @@ Not workflow-safe as a module, but its workflow interceptor only touches the
 registry when the workflow is not replaying, so a replayed run is never counted
 twice. Everything else is counted where the work happens, in activities:
 
-- `call_model`, every attempt: latency, tokens, cost, errors; and the tool calls
+- `call_model`, every attempt: latency, tokens, cost, errors, envelope utilisation; and the tool calls
   that ran nothing (refused, denied, stopped), which reach the model activity as
   `settled` records, with their policy decisions.
 - each tool activity: calls by tool and outcome, and the policy decision that let it run.
@@ -61,6 +61,7 @@ class FactoryMetrics:
         self.tool_latency = Histogram("aifactory_tool_call_seconds", "Latency of one tool activity attempt.", (*RUN, "tool"), buckets=LATENCY_BUCKETS, registry=r)
         self.policy_decisions = Counter("aifactory_policy_decisions", "Policy decisions on tool calls, by outcome (allow, deny, require_approval).", (*RUN, "outcome"), registry=r)
         self.approvals_pending = Gauge("aifactory_approvals_pending", "Approval requests waiting for a person.", ("agent", "tenant"), registry=r)
+        self.envelope_utilisation = Gauge("aifactory_envelope_utilisation", "Share of the cost envelope spent this period (0..1), as of the last model call.", ("agent", "tenant"), registry=r)
         self.approvals_past_sla = Counter("aifactory_approvals_escalated", "Approval requests escalated or expired because nobody decided in time.", ("agent", "tenant", "event"), registry=r)
 
     def watch_switches(self, db_url: str) -> None:
@@ -150,6 +151,9 @@ class _ActivityMetrics(ActivityInboundInterceptor):
         run = (agent, getattr(inp, "release_version", "") or "unknown", tenant)
         self.m.model_calls.labels(*run, outcome).inc()
         self.m.model_latency.labels(*run).observe(seconds)
+        if result is not None and result.budget is not None and result.budget.limit_usd > 0:
+            envelope = inp.envelope
+            self.m.envelope_utilisation.labels(agent, envelope.tenant if envelope else tenant).set(result.budget.spent_usd / result.budget.limit_usd)
         if result is not None:
             u = result.usage
             self.m.tokens.labels(*run, "input").inc(u.prompt_tokens)

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.budget import BudgetLedger
 from activities.model.activity import ModelActivities
 from activities.model.endpoints import EndpointRegistry
 from activities.model.pricing import Pricing
@@ -83,7 +84,7 @@ class WorkerParts:
     """Where this worker counts runs, steps, tokens, cost and tool calls (None: not counted)."""
 
     def activities(self) -> list:
-        model = ModelActivities(self.endpoints, TranscriptStore(self.db_url), self.pricing)
+        model = ModelActivities(self.endpoints, TranscriptStore(self.db_url), self.pricing, BudgetLedger(self.db_url))
         desk = ItDeskActivities(self.db_url)
         notify = NotifyActivities(self.db_url, self.webhook_url)
         switches = SwitchActivities(self.db_url)

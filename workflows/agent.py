@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.model import ChatMessage, ModelCallInput, ModelCallResult, Usage
     from contracts.run import AgentRunInput, AgentRunResult, RunCarry, RunFailure, RunState, RunStatus
     from contracts.schema import parse_json_answer, schema_problems
+    from contracts.budget import BudgetDecision, BudgetNote, EnvelopeRef, envelope_key, period_key
     from contracts.control import KillSwitchState, StopAnswer, StopOrder, SwitchQuery
     from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, RequestStatus, Verdict
     from contracts.notify import Notification
@@ -106,6 +107,7 @@ class AgentWorkflow:
         self._answer_asked = False
         self._context_tokens = carry.context_tokens if carry else 0
         self._stop: StopOrder | None = None
+        self._budget_decision: BudgetDecision | None = None
         self._inflight: workflow.ActivityHandle | None = None
 
     @workflow.query(name="status")
@@ -133,6 +135,19 @@ class AgentWorkflow:
             if self._inflight is not None and not self._inflight.done():
                 self._inflight.cancel()
         return StopAnswer(acknowledged=True, state=state)
+
+    @workflow.update(name="budget_decision")
+    async def budget_decision(self, decision: BudgetDecision) -> StopAnswer:
+        """An operator's answer to a run paused on its spent envelope: resume (after raising it) or stop."""
+        state = self._state.value
+        if self._state is RunState.AWAITING_BUDGET:
+            self._budget_decision = decision
+        return StopAnswer(acknowledged=self._budget_decision is decision, state=state)
+
+    @budget_decision.validator
+    def _validate_budget_decision(self, decision: BudgetDecision) -> None:
+        if not decision.by.strip():
+            raise ValueError("a budget decision needs the operator (by)")
 
     @stop.validator
     def _validate_stop(self, order: StopOrder) -> None:
@@ -292,12 +307,14 @@ class AgentWorkflow:
             self._answer_asked = True
             self._pending.append(ChatMessage(role="user", content=ANSWER_NOW))
         base, delta = self._seq, list(self._pending)
-        for resend in (False, True):
+        envelope = self._envelope()
+        resend = False
+        while True:
             request = ModelCallInput(
                 transcript_id=transcript_id, base_seq=base, delta=delta, model=spec.model,
                 tool_names=[] if final else offered, force_tool=force,
                 response_schema=spec.output_schema if final else None, step=self._step, settled=self._settled,
-                release_version=self._inp.release.release_version,
+                release_version=self._inp.release.release_version, envelope=envelope,
             )  # fmt: skip
             try:
                 result = await self._cancellable(
@@ -312,18 +329,23 @@ class AgentWorkflow:
                         summary=f"step {self._step}: {spec.model.name}",
                     )
                 )
+                if result.budget is not None and not result.budget.granted:
+                    await self._envelope_spent(result.budget)  # returns once an operator resumes the run
+                    continue
                 break
             except ActivityError as err:
                 cause = err.cause
                 kind = cause.type if isinstance(cause, ApplicationError) else None
                 if kind == E.TRANSCRIPT_MISSING and not resend and self._memory is not None:
-                    base, delta = 0, self._memory + list(self._pending)
+                    base, delta, resend = 0, self._memory + list(self._pending), True
                     continue
                 self._set_state(RunState.FAILED, "nothing")
                 message = cause.message if isinstance(cause, ApplicationError) else str(cause)
                 if kind in (E.MODEL_CALL_REJECTED, E.TRANSCRIPT_MISSING):
                     raise self._fail(f"model call failed: {message}", kind) from None
                 raise self._fail(f"model call failed after retries: {message}", E.MODEL_UNAVAILABLE) from None
+        for pct in result.budget.crossed if result.budget else ():
+            await self._envelope_alert(pct, result.budget)
         self._usage = self._usage + result.usage
         self._last_call_cost = result.usage.cost_usd
         self._context_tokens = result.usage.prompt_tokens
@@ -431,6 +453,49 @@ class AgentWorkflow:
             return
         self._records.append(record)
         self._pending.append(ChatMessage(role="tool", tool_call_id=call_id, content=result.model_dump_json()))
+
+    # -- cost envelope ---------------------------------------------------------------------
+
+    def _envelope(self) -> EnvelopeRef | None:
+        spec = self._inp.release.spec
+        env = spec.envelope
+        if env is None:
+            return None
+        key = envelope_key(spec.name, self._inp.tenant, env.per, period_key(env.period, workflow.now().date().isoformat()))
+        return EnvelopeRef(
+            key=key, agent=spec.name, tenant=self._inp.tenant if env.per == "tenant" else "*", limit_usd=env.limit_usd,
+            max_prompt_tokens=spec.breakers.max_context_tokens,
+        )  # fmt: skip
+
+    async def _envelope_alert(self, pct: int, note: BudgetNote) -> None:
+        envelope = self._envelope()
+        assert envelope is not None
+        await self._notify(
+            "envelope_alert", f"{pct}", f"{envelope.agent}: {pct}% of the cost envelope spent ({envelope.key})",
+            group=None, key=f"envelope/{envelope.key}/{pct}",
+            details={"envelope": envelope.key, "threshold": pct, "spent_usd": round(note.spent_usd, 6), "limit_usd": note.limit_usd},
+        )  # fmt: skip
+
+    async def _envelope_spent(self, note: BudgetNote) -> None:
+        """The envelope has no room for the next call: stop, or wait for an operator, as the agent says."""
+        spec = self._inp.release.spec
+        assert spec.envelope is not None
+        await self._envelope_alert(100, note)
+        why = f"cost envelope spent: ${note.spent_usd:.4f} of ${note.limit_usd:.4f} this {spec.envelope.period}"
+        if spec.envelope.on_exhausted == "stop":
+            self._set_state(RunState.FAILED, "nothing")
+            raise self._fail(why, E.BUDGET_EXCEEDED)
+        self._budget_decision = None
+        self._state, self._waiting_on = RunState.AWAITING_BUDGET, "an operator: raise the envelope or stop the run"
+        workflow.set_current_details(f"**awaiting budget** · {why} · `aifactory envelope raise {spec.name}` or `stop`")
+        await workflow.wait_condition(lambda: self._budget_decision is not None or self._stop is not None)
+        self._check_stop()
+        decision = self._budget_decision
+        assert decision is not None
+        if decision.action == "stop":
+            self._set_state(RunState.FAILED, "nothing")
+            raise self._fail(f"{why}; stopped by {decision.by}" + (f": {decision.note}" if decision.note else ""), E.BUDGET_EXCEEDED)
+        self._set_state(RunState.CALLING_MODEL, f"model {spec.model.name}")
 
     async def _cancellable(self, handle: workflow.ActivityHandle) -> Any:
         """Await an activity that a kill switch may cancel; a cancelled one ends the run as stopped."""
@@ -566,11 +631,13 @@ class AgentWorkflow:
             f" · deadline {request.deadline:%Y-%m-%d %H:%M:%S} UTC · request {request.id}"
         )
 
-    async def _notify(self, kind: str, suffix: str, subject: str, *, group: str | None, details: dict) -> None:
+    async def _notify(
+        self, kind: str, suffix: str, subject: str, *, group: str | None, details: dict, key: str | None = None
+    ) -> None:
         info = workflow.info()
         directory = self._policy.directory if self._policy else None
         notification = Notification(
-            key=f"{info.workflow_id}/{suffix}", kind=kind, run_id=info.workflow_id,
+            key=key or f"{info.workflow_id}/{suffix}", kind=kind, run_id=info.workflow_id,
             agent=self._inp.release.spec.name, tenant=self._inp.tenant, group=group,
             recipients=directory.members(group) if (directory and group) else [], subject=subject, details=details,
         )  # fmt: skip

@@ -15,6 +15,7 @@ from openai.types.chat import ChatCompletion
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.budget import BudgetLedger
 from activities.model.endpoints import Endpoint, EndpointNotConfigured, EndpointRegistry
 from activities.model.errors import to_application_error
 from activities.model.parser import parse_text_tool_calls
@@ -77,10 +78,13 @@ async def _heartbeating(call: Any) -> Any:
 
 
 class ModelActivities:
-    def __init__(self, endpoints: EndpointRegistry, transcripts: TranscriptStore, pricing: Pricing | None = None):
+    def __init__(
+        self, endpoints: EndpointRegistry, transcripts: TranscriptStore, pricing: Pricing | None = None, budget: BudgetLedger | None = None
+    ):
         self._endpoints = endpoints
         self._transcripts = transcripts
         self._pricing = pricing or Pricing()
+        self._budget = budget
         self._clients: dict[tuple[str, str], openai.AsyncOpenAI] = {}
 
     def _client(self, ep: Endpoint) -> openai.AsyncOpenAI:
@@ -133,6 +137,17 @@ class ModelActivities:
             )
         elif inp.response_schema is not None:
             body["response_format"] = _json_format(ep, inp.response_schema)
+        envelope = inp.envelope if self._budget is not None else None
+        reservation = ""
+        if envelope is not None:
+            info = activity.info()
+            reservation = f"{info.workflow_id}|{inp.step}|{info.attempt}"
+            most = self._pricing.cost(model_name, envelope.max_prompt_tokens, inp.model.max_tokens)
+            note = await asyncio.to_thread(self._budget.reserve, envelope, reservation, most)
+            if not note.granted:  # not made, nothing spent: the workflow pauses or stops the run
+                return ModelCallResult(
+                    message=ChatMessage(role="assistant"), usage=Usage(), model=model_name, budget=note, attempt=info.attempt
+                )
         try:
             # The body is already plain JSON, so it goes through the client's documented low-level
             # `post` (same auth, timeouts, errors and response model) without the per-call
@@ -142,10 +157,20 @@ class ModelActivities:
                     "/chat/completions", cast_to=ChatCompletion, body=body, options={"timeout": inp.model.timeout_seconds}
                 )
             )
-        except openai.OpenAIError as e:
+        except BaseException as e:
+            if envelope is not None:  # nothing answered, nothing spent: release the hold
+                await asyncio.to_thread(self._budget.settle, envelope, reservation, 0.0)
+            if not isinstance(e, openai.OpenAIError):
+                raise
             if isinstance(e, (openai.APIStatusError, openai.APIConnectionError)):
                 raise to_application_error(e, ep.profile) from None
             raise ApplicationError(f"model call failed: {type(e).__name__}: {e}", type=MODEL_RESPONSE_INVALID) from None
+        # The endpoint answered: book what it cost before anything else can fail.
+        u = resp.usage
+        prompt_tokens = u.prompt_tokens if u else 0
+        completion_tokens = u.completion_tokens if u else 0
+        cost = self._pricing.cost(model_name, prompt_tokens, completion_tokens)
+        budget = await asyncio.to_thread(self._budget.settle, envelope, reservation, cost) if envelope is not None else None
 
         if not resp.choices:
             raise ApplicationError("endpoint answered without choices", type=MODEL_RESPONSE_INVALID)
@@ -168,15 +193,13 @@ class ModelActivities:
         )
         # One write per call: the new messages and the reply, at fixed positions (a retry rewrites them).
         await asyncio.to_thread(self._transcripts.write, inp.transcript_id, inp.base_seq, [*inp.delta, reply])
-        u = resp.usage
-        prompt_tokens = u.prompt_tokens if u else 0
-        completion_tokens = u.completion_tokens if u else 0
         return ModelCallResult(
+            budget=budget,
             message=reply,
             usage=Usage(
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
-                cost_usd=self._pricing.cost(model_name, prompt_tokens, completion_tokens),
+                cost_usd=cost,
                 model_calls=1,
             ),
             model=resp.model or model_name,

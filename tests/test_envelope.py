@@ -1,0 +1,107 @@
+"""Cost envelopes: concurrent runs on two workers against PostgreSQL never spend past the
+envelope, each alert (50/80/100%) fires exactly once, new runs are refused once it is spent,
+and a run paused on a spent envelope resumes when an operator raises it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from temporalio.client import Client
+from sqlmodel import Session, select
+
+from activities.budget import BudgetLedger, EnvelopeLedger
+from activities.db import engine_for
+from activities.model.scripted import Reply, ScriptedModel, Turns
+from activities.notify import OutboxMessage
+from aifactory.client import RunFailed, RunRefused
+from contracts.agent import Breakers, Envelope
+from contracts.budget import BudgetDecision
+from tests.support.harness import factory_with, replay
+from workers.worker import build_worker
+
+TICKET = {"ticket_text": "My laptop screen is flickering badly.", "requester_email": "ana.silva@example.com"}
+ARGS = {"requester_email": "ana.silva@example.com", "category": "hardware", "priority": "P3", "summary": "Screen flickers"}
+FINAL = {"category": "hardware", "priority": "P3", "ticket_id": None, "summary": "Screen flickers"}
+# gpt-4o-mini prices: a call of 1,000 prompt tokens costs $0.00015 plus its output; the reservation
+# for one call (context ceiling 2,000 tokens, max_tokens 400) is $0.00054.
+SCRIPT = [
+    Reply.tool("lookup_requester", {"email": "ana.silva@example.com"}, prompt_tokens=1000),
+    Reply.tool("create_ticket", ARGS, prompt_tokens=1000),
+    Reply.text(FINAL, prompt_tokens=1000),
+]
+
+
+def alerts(db_url: str, key: str) -> list[str]:
+    with Session(engine_for(db_url)) as s:
+        rows = s.exec(select(OutboxMessage).where(OutboxMessage.kind == "envelope_alert")).all()
+    return sorted(r.key for r in rows if f"/{key}/" in r.key)
+
+
+async def test_concurrent_runs_on_two_workers_never_overspend(client, pg_url):
+    limit = 0.012
+    tenant = f"env-{uuid.uuid4().hex[:8]}"
+    model = ScriptedModel(Turns(SCRIPT))
+    spec = dict(envelope=Envelope(limit_usd=limit, on_exhausted="stop"), breakers=Breakers(max_context_tokens=2000))
+    async with factory_with(client, pg_url, model, max_cached_workflows=100) as f:
+        f.factory.db_url = pg_url
+        # A second worker (its own connection, as on another machine) on the same queue and ledger.
+        other = await Client.connect(client.service_client.config.target_host, data_converter=client.data_converter)
+        async with build_worker(other, f.task_queue, f.parts, sandboxed=True, max_cached_workflows=100):
+            runs = await asyncio.gather(*(f.start(TICKET, tenant=tenant, **spec) for _ in range(40)))
+            costs, outcomes = [], {"completed": 0, "BudgetExceeded": 0}
+            for run in runs:
+                try:
+                    result = await run.result()
+                    costs.append(result.usage.cost_usd)
+                    outcomes["completed"] += 1
+                except RunFailed as e:
+                    assert e.type == "BudgetExceeded", e
+                    assert "cost envelope spent" in str(e)
+                    costs.append(e.details.usage.cost_usd)
+                    outcomes["BudgetExceeded"] += 1
+            await replay(runs[-1].handle)
+            key = f.factory.envelope_key("it-triage", tenant, spec["envelope"])
+            with pytest.raises(RunRefused, match="cost envelope .* is spent"):
+                await f.start(TICKET, tenant=tenant, **spec)
+
+    with Session(engine_for(pg_url)) as s:
+        ledger = s.get(EnvelopeLedger, key)
+    assert ledger is not None and ledger.reserved_usd == pytest.approx(0, abs=1e-12)
+    assert ledger.spent_usd <= limit  # never past the envelope
+    assert ledger.spent_usd == pytest.approx(sum(costs), abs=1e-9)  # the ledger is every call the runs made
+    # The envelope ran out mid-way: some runs finished, the rest were stopped when their next call had no room.
+    assert ledger.spent_usd > limit * 0.8 and outcomes["completed"] >= 1 and outcomes["BudgetExceeded"] >= 10
+    assert alerts(pg_url, key) == [f"envelope/{key}/{p}" for p in (100, 50, 80)]  # each exactly once
+
+
+async def test_a_paused_run_resumes_when_the_envelope_is_raised(client, db_url):
+    tenant = f"env-{uuid.uuid4().hex[:8]}"
+    model = ScriptedModel(Turns(SCRIPT))
+    spec = dict(envelope=Envelope(limit_usd=0.0008, on_exhausted="pause"), breakers=Breakers(max_context_tokens=2000))
+    async with factory_with(client, db_url, model) as f:
+        f.factory.db_url = db_url
+        # Two calls fit (each spends about $0.00016 and holds $0.00054 while it runs); the third's hold does not.
+        run = await f.start(TICKET, tenant=tenant, **spec)
+        for _ in range(300):
+            if (await run.status()).state.value == "awaiting_budget":
+                break
+            await asyncio.sleep(0.05)
+        status = await run.status()
+        assert status.state.value == "awaiting_budget" and status.step == 3
+        with pytest.raises(RunRefused):
+            await f.start(TICKET, tenant=tenant, **spec)
+        key = f.factory.envelope_key("it-triage", tenant, spec["envelope"])
+        taken = await f.factory.decide_budget(
+            "it-triage", tenant, BudgetDecision(by="maria.keller", action="resume"), raise_to=0.01, key=key
+        )
+        assert taken == [run.workflow_id]
+        result = await run.result()
+        await replay(run.handle)
+    assert result.output["category"] == "hardware" and result.steps == 3
+    ledger = BudgetLedger(db_url).rows("it-triage")
+    row = next(r for r in ledger if r.key == key)
+    assert row.raised_by == "maria.keller" and row.limit_usd == 0.01 and row.spent_usd == pytest.approx(result.usage.cost_usd)
+    assert alerts(db_url, key) == [f"envelope/{key}/100"]  # 50% of the raised envelope is far off
