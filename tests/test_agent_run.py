@@ -39,7 +39,7 @@ async def test_run_completes_with_tools_and_typed_output(client, db_url):
     assert [r.tool for r in result.tool_calls] == ["lookup_requester", "create_ticket"]
     assert all(r.outcome is ToolOutcome.OK for r in result.tool_calls)
     assert result.usage.model_calls == 3 and result.usage.prompt_tokens > 0
-    assert result.agent_version.startswith("1.2.0+prompt.") and result.policy_bundle == "it-desk@1.0.0"
+    assert result.agent_version.startswith("1.3.0+prompt.") and result.policy_bundle == "it-desk@1.0.0"
     with Session(engine_for(db_url)) as s:
         tickets = s.exec(select(Ticket)).all()
     assert len(tickets) == 1 and tickets[0].idempotency_key == result.tool_calls[1].idempotency_key
