@@ -12,7 +12,10 @@ import pytest
 from temporalio.client import Client
 from sqlmodel import Session, select
 
+from activities.audit.export import AuditExporter
+from activities.audit.query import run_story
 from activities.budget import BudgetLedger, EnvelopeLedger
+from activities.keys import KeyRing
 from activities.db import engine_for
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.notify import OutboxMessage
@@ -77,7 +80,7 @@ async def test_concurrent_runs_on_two_workers_never_overspend(client, pg_url):
     assert alerts(pg_url, key) == [f"envelope/{key}/{p}" for p in (100, 50, 80)]  # each exactly once
 
 
-async def test_a_paused_run_resumes_when_the_envelope_is_raised(client, db_url):
+async def test_a_paused_run_resumes_when_the_envelope_is_raised(client, db_url, tmp_path):
     tenant = f"env-{uuid.uuid4().hex[:8]}"
     model = ScriptedModel(Turns(SCRIPT))
     spec = dict(envelope=Envelope(limit_usd=0.0008, on_exhausted="pause"), breakers=Breakers(max_context_tokens=2000))
@@ -100,6 +103,11 @@ async def test_a_paused_run_resumes_when_the_envelope_is_raised(client, db_url):
         assert taken == [run.workflow_id]
         result = await run.result()
         await replay(run.handle)
+        store = f"sqlite:///{tmp_path / 'audit.db'}"
+        await AuditExporter(client, store, KeyRing.generate("a1")).export(workflow_id=run.workflow_id)
+    _, story = run_story(store, run.workflow_id)
+    decided = [r for r in story if r["kind"] == "budget_decision"]
+    assert len(decided) == 1 and decided[0]["person"] == "maria.keller" and decided[0]["outcome"] == "resume"
     assert result.output["category"] == "hardware" and result.steps == 3
     ledger = BudgetLedger(db_url).rows("it-triage")
     row = next(r for r in ledger if r.key == key)

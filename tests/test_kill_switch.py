@@ -8,6 +8,9 @@ import uuid
 
 import pytest
 
+from activities.audit.export import AuditExporter
+from activities.audit.query import run_story
+from activities.keys import KeyRing
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.switches import switch_history
 from aifactory.client import RunFailed, RunRefused
@@ -32,7 +35,7 @@ def tool_scheduled_after_stop(history) -> tuple[int | None, int]:
     return accepted, after
 
 
-async def test_kill_switch_stops_fifty_runs_in_flight_and_refuses_new_ones(client, db_url):
+async def test_kill_switch_stops_fifty_runs_in_flight_and_refuses_new_ones(client, db_url, tmp_path):
     # A slow model that always wants one more (different) lookup: runs stay busy until stopped.
     model = ScriptedModel(Turns([Reply.tool("lookup_requester", {"email": f"u{i}@example.com"}, delay=0.5) for i in range(200)]))
     tenant = f"kill-{uuid.uuid4().hex[:8]}"
@@ -62,6 +65,13 @@ async def test_kill_switch_stops_fifty_runs_in_flight_and_refuses_new_ones(clien
         # Most runs were waiting on the (slow) model when stopped: that call was cancelled, not awaited.
         assert cancelled > 25
         await replay(runs[0].handle)
+        store = f"sqlite:///{tmp_path / 'audit.db'}"
+        await AuditExporter(client, store, KeyRing.generate("a1")).export(workflow_id=runs[0].workflow_id)
+        _, story = run_story(store, runs[0].workflow_id)
+        killed = [r for r in story if r["kind"] == "killed"]
+        assert len(killed) == 1 and killed[0]["person"] == "maria.keller"
+        assert killed[0]["detail"] == f"kill switch #{report.switch.id}: runaway lookups"
+        assert story[-1]["kind"] == "run_failed" and story[-1]["outcome"] == "RunStopped"
 
         # New starts are refused: by the client that sees the store, and by the run itself otherwise.
         with pytest.raises(RunRefused, match="kill switch .* on tenant .* set by maria.keller"):

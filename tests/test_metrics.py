@@ -1,4 +1,4 @@
-"""Worker metrics after a workload equal the audit records exactly: tokens, cost, model calls
+"""Worker metrics after a workload equal the audit records and the envelope ledger exactly: tokens, cost, model calls
 (retries included), tool calls by tool and outcome, policy denials, and runs by outcome."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 
 from activities.audit.export import AuditExporter
 from activities.audit.store import AuditRecordRow
+from activities.budget import BudgetLedger
 from activities.db import engine_for
 from activities.keys import KeyRing
 from activities.model.scripted import ScriptedModel, Turns
@@ -62,6 +63,10 @@ async def test_metric_totals_equal_the_audit_records(client, db_url, tmp_path):
     assert total(metrics, "aifactory_tokens_total", direction="input") == sum(r.input_tokens or 0 for r in calls) > 0
     assert total(metrics, "aifactory_tokens_total", direction="output") == sum(r.output_tokens or 0 for r in calls) > 0
     assert total(metrics, "aifactory_cost_usd_total") == pytest.approx(sum(r.cost_usd or 0 for r in calls), abs=1e-9)
+    # ... and equal to what the cost-envelope ledger booked for these runs (the agent's envelope, per tenant).
+    ledger = BudgetLedger(db_url).rows("it-triage")
+    assert len(ledger) == 1 and ledger[0].reserved_usd == pytest.approx(0, abs=1e-12)
+    assert ledger[0].spent_usd > 0 and total(metrics, "aifactory_cost_usd_total") == pytest.approx(ledger[0].spent_usd, abs=1e-9)
     # Model call attempts, failed ones included: the retried 500 and 503, and the 400 that ended a run.
     attempts = sum(json.loads(r.body)["attempts"] for r in calls)
     assert total(metrics, "aifactory_model_calls_total") == attempts == len(calls) + 2

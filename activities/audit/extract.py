@@ -40,6 +40,8 @@ from contracts.notify import Notification
 from contracts.policy import Outcome, PolicyDecision, PolicySet
 from contracts.run import AgentRunInput, AgentRunResult, RunFailure
 from contracts.tools import ToolCallRecord, ToolContext, ToolOutcome
+from contracts.budget import BudgetDecision
+from contracts.control import StopOrder
 
 MODEL_ACTIVITY = "call_model"
 NOTIFY_ACTIVITY = "send_notification"
@@ -240,9 +242,17 @@ class _Reader:
 
     async def update_accepted(self, event: HistoryEvent) -> None:
         a = event.workflow_execution_update_accepted_event_attributes
-        if a.accepted_request.input.name == "decide_approval":
+        name = a.accepted_request.input.name
+        if name == "decide_approval":
             decision = await self.decode(a.accepted_request.input.args, ApprovalDecision)
             self.updates[a.accepted_request.meta.update_id] = (decision, a.accepted_request.meta.identity)
+        elif name == "stop":  # a kill switch: who threw it and why
+            order: StopOrder = await self.decode(a.accepted_request.input.args, StopOrder)
+            switch = f"kill switch #{order.switch_id}: " if order.switch_id is not None else ""
+            self.add(event, K.KILLED, person=order.by, outcome="stop", detail=f"{switch}{order.reason}")
+        elif name == "budget_decision":
+            d: BudgetDecision = await self.decode(a.accepted_request.input.args, BudgetDecision)
+            self.add(event, K.BUDGET_DECISION, person=d.by, outcome=d.action, note=d.note or None, detail="cost envelope spent")
 
     async def update_completed(self, event: HistoryEvent) -> None:
         a = event.workflow_execution_update_completed_event_attributes
