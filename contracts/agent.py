@@ -97,6 +97,16 @@ class Breakers(_Strict):
     ends with `ContextLimitExceeded` instead of making another call (overshoot: that one call)."""
 
 
+class Routing(_Strict):
+    """Cost-aware routing across `model_tiers` (the spec's `model` is the first, cheapest tier)."""
+
+    escalate_on_invalid_output: bool = True
+    """A final answer that fails validation is repaired on the next (larger) tier."""
+    economise_at: float | None = Field(default=0.8, gt=0, le=1)
+    """Once this share of the cost envelope is spent, calls go to the first (cheapest) tier;
+    None keeps the tier a run has reached."""
+
+
 class Envelope(_Strict):
     """The agent's cost envelope per period, kept in a ledger shared by every worker."""
 
@@ -141,6 +151,10 @@ class AgentSpec(_Strict):
     """Maximum model turns in one run; stops reasoning loops."""
     cost_limit_usd: float = Field(ge=0)
     """Hard cap on model cost per run, in US dollars."""
+    model_tiers: list[ModelSettings] = Field(default_factory=list)
+    """Larger models to escalate to, in order, after `model` (small first)."""
+    routing: Routing = Field(default_factory=Routing)
+    """When a run moves between `model` and `model_tiers`."""
     breakers: Breakers = Field(default_factory=Breakers)
     """Circuit breakers besides the step limit and the cost cap."""
     envelope: Envelope | None = None

@@ -57,6 +57,8 @@ class RunCarry(BaseModel):
     """Tool calls that ran no activity and have not yet been reported with a model call."""
     context_tokens: int = 0
     """Prompt tokens of the last model call (for the context breaker)."""
+    tier: int = 0
+    """Model tier the run has reached (0: the spec's `model`)."""
 
 
 class RunFailure(BaseModel):

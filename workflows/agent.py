@@ -107,6 +107,7 @@ class AgentWorkflow:
         self._answer_asked = False
         self._context_tokens = carry.context_tokens if carry else 0
         self._stop: StopOrder | None = None
+        self._tier = carry.tier if carry else 0
         self._budget_decision: BudgetDecision | None = None
         self._inflight: workflow.ActivityHandle | None = None
 
@@ -285,6 +286,8 @@ class AgentWorkflow:
                 self._set_state(RunState.FAILED, "nothing")
                 raise self._fail(f"final answer is invalid after {self._repairs} repair round(s): {problem}", E.OUTPUT_INVALID)
             self._repairs += 1
+            if spec.routing.escalate_on_invalid_output and self._tier < len(spec.model_tiers):
+                self._tier += 1  # the repair goes to the next, larger model
             self._pending.append(
                 ChatMessage(
                     role="user",
@@ -299,7 +302,8 @@ class AgentWorkflow:
 
     async def _call_model(self, transcript_id: str, offered) -> ModelCallResult:
         spec = self._inp.release.spec
-        self._set_state(RunState.CALLING_MODEL, f"model {spec.model.name}")
+        model = self._model()
+        self._set_state(RunState.CALLING_MODEL, f"model {model.name}")
         # A procedure (`required_tools`): force each required tool in turn, then ask for the answer as JSON.
         force = self._next_required()
         final = bool(spec.required_tools) and force is None
@@ -311,7 +315,7 @@ class AgentWorkflow:
         resend = False
         while True:
             request = ModelCallInput(
-                transcript_id=transcript_id, base_seq=base, delta=delta, model=spec.model,
+                transcript_id=transcript_id, base_seq=base, delta=delta, model=model,
                 tool_names=[] if final else offered, force_tool=force,
                 response_schema=spec.output_schema if final else None, step=self._step, settled=self._settled,
                 release_version=self._inp.release.release_version, envelope=envelope,
@@ -322,11 +326,11 @@ class AgentWorkflow:
                         "call_model",
                         request,
                         result_type=ModelCallResult,
-                        start_to_close_timeout=timedelta(seconds=spec.model.timeout_seconds + 5),
+                        start_to_close_timeout=timedelta(seconds=model.timeout_seconds + 5),
                         heartbeat_timeout=MODEL_HEARTBEAT,
                         retry_policy=MODEL_RETRY,
                         cancellation_type=ActivityCancellationType.TRY_CANCEL,
-                        summary=f"step {self._step}: {spec.model.name}",
+                        summary=f"step {self._step}: {model.name}",
                     )
                 )
                 if result.budget is not None and not result.budget.granted:
@@ -346,6 +350,7 @@ class AgentWorkflow:
                 raise self._fail(f"model call failed after retries: {message}", E.MODEL_UNAVAILABLE) from None
         for pct in result.budget.crossed if result.budget else ():
             await self._envelope_alert(pct, result.budget)
+        self._economise(result.budget)
         self._usage = self._usage + result.usage
         self._last_call_cost = result.usage.cost_usd
         self._context_tokens = result.usage.prompt_tokens
@@ -454,7 +459,18 @@ class AgentWorkflow:
         self._records.append(record)
         self._pending.append(ChatMessage(role="tool", tool_call_id=call_id, content=result.model_dump_json()))
 
-    # -- cost envelope ---------------------------------------------------------------------
+    # -- cost envelope and model tiers --------------------------------------------------------
+
+    def _model(self):
+        spec = self._inp.release.spec
+        return spec.model if self._tier == 0 else spec.model_tiers[min(self._tier, len(spec.model_tiers)) - 1]
+
+    def _economise(self, note: BudgetNote | None) -> None:
+        """Drop to the cheapest tier once the envelope is spent past the agent's `economise_at`."""
+        at = self._inp.release.spec.routing.economise_at
+        if self._tier and at is not None and note is not None and note.limit_usd > 0 and note.spent_usd >= at * note.limit_usd:
+            workflow.logger.info("envelope %.0f%% spent: back to the cheapest model tier", 100 * note.spent_usd / note.limit_usd)
+            self._tier = 0
 
     def _envelope(self) -> EnvelopeRef | None:
         spec = self._inp.release.spec
@@ -495,7 +511,7 @@ class AgentWorkflow:
         if decision.action == "stop":
             self._set_state(RunState.FAILED, "nothing")
             raise self._fail(f"{why}; stopped by {decision.by}" + (f": {decision.note}" if decision.note else ""), E.BUDGET_EXCEEDED)
-        self._set_state(RunState.CALLING_MODEL, f"model {spec.model.name}")
+        self._set_state(RunState.CALLING_MODEL, f"model {self._model().name}")
 
     async def _cancellable(self, handle: workflow.ActivityHandle) -> Any:
         """Await an activity that a kill switch may cancel; a cancelled one ends the run as stopped."""
@@ -713,5 +729,6 @@ class AgentWorkflow:
             denials=self._denials,
             settled=self._settled,
             context_tokens=self._context_tokens,
+            tier=self._tier,
         )
         workflow.continue_as_new(self._inp.model_copy(update={"carry": carry}))
