@@ -13,9 +13,10 @@ settlement, so exactly one settlement crosses each threshold.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
@@ -47,7 +48,6 @@ class EnvelopeReservation(SQLModel, table=True):
     key: str = Field(index=True)
     amount_usd: float
     expires_at: datetime = Field(index=True)
-    settled: bool = False
 
 
 def _now() -> datetime:
@@ -61,22 +61,26 @@ def _round(x: float) -> float:
 class BudgetLedger:
     def __init__(self, db_url: str) -> None:
         self.db_url = db_url
+        self._known: set[str] = set()
+        self._swept: dict[str, float] = {}
 
-    def _ensure(self, s: Session, ref: EnvelopeRef) -> None:
-        if s.get(EnvelopeLedger, ref.key) is None:
-            try:
-                with s.begin_nested():
+    def _ensure(self, ref: EnvelopeRef) -> None:
+        """Create the period's ledger row once (per process); another worker may have made it."""
+        if ref.key in self._known:
+            return
+        with Session(engine_for(self.db_url)) as s:
+            if s.get(EnvelopeLedger, ref.key) is None:
+                try:
                     s.add(EnvelopeLedger(key=ref.key, agent=ref.agent, tenant=ref.tenant, limit_usd=ref.limit_usd, updated_at=_now()))
-            except IntegrityError:
-                pass  # another worker created it first
+                    s.commit()
+                except IntegrityError:
+                    s.rollback()
+        self._known.add(ref.key)
 
     def reserve(self, ref: EnvelopeRef, reservation: str, amount: float) -> BudgetNote:
-        """Hold `amount` for one call, atomically, if the envelope has room for it."""
-        engine = engine_for(self.db_url)
-        with Session(engine) as s:
-            self._ensure(s, ref)
-            s.commit()
-        with Session(engine) as s:
+        """Hold `amount` for one call, atomically, if the envelope has room for it (one transaction)."""
+        self._ensure(ref)
+        with Session(engine_for(self.db_url)) as s:
             self._release_expired(s, ref.key)
             row = s.exec(
                 update(EnvelopeLedger)
@@ -96,38 +100,43 @@ class BudgetLedger:
             return BudgetNote(granted=True, spent_usd=row[0], limit_usd=row[1])
 
     def settle(self, ref: EnvelopeRef, reservation: str, cost: float) -> BudgetNote:
-        """Book the call's actual cost and release its reservation; say which thresholds it crossed."""
+        """Book the call's actual cost and release its hold (one transaction); say which thresholds it crossed.
+
+        Settling twice books nothing twice: the hold is deleted by the first settlement, and a
+        second one (a retried activity that already settled) finds no hold and changes nothing.
+        """
         with Session(engine_for(self.db_url)) as s:
-            held = s.get(EnvelopeReservation, reservation)
-            if held is None or held.settled:
+            held = s.exec(
+                delete(EnvelopeReservation).where(EnvelopeReservation.id == reservation).returning(EnvelopeReservation.amount_usd)
+            ).first()
+            if held is None:
                 ledger = s.get(EnvelopeLedger, ref.key)
-                return BudgetNote(granted=True, spent_usd=ledger.spent_usd if ledger else 0, limit_usd=ledger.limit_usd if ledger else ref.limit_usd)
-            row = s.exec(
+                s.rollback()
+                return BudgetNote(granted=True, spent_usd=ledger.spent_usd if ledger else 0.0, limit_usd=ledger.limit_usd if ledger else ref.limit_usd)
+            after, limit = s.exec(
                 update(EnvelopeLedger)
                 .where(EnvelopeLedger.key == ref.key)
-                .values(
-                    spent_usd=EnvelopeLedger.spent_usd + cost,
-                    reserved_usd=EnvelopeLedger.reserved_usd - held.amount_usd,
-                    updated_at=_now(),
-                )
+                .values(spent_usd=EnvelopeLedger.spent_usd + cost, reserved_usd=EnvelopeLedger.reserved_usd - held[0], updated_at=_now())
                 .returning(EnvelopeLedger.spent_usd, EnvelopeLedger.limit_usd)
             ).one()
-            held.settled = True
-            s.add(held)
             s.commit()
-        after, limit = row
         before = after - cost
         crossed = [p for p in ALERT_THRESHOLDS if before < limit * p / 100 <= after]
         return BudgetNote(granted=True, spent_usd=_round(after), limit_usd=limit, crossed=crossed)
 
     def _release_expired(self, s: Session, key: str) -> None:
+        """Release holds whose call never settled (checked at most once a minute per envelope)."""
+        now = time.monotonic()
+        if now - self._swept.get(key, -1e9) < 60:
+            return
+        self._swept[key] = now
         stale = s.exec(
-            select(EnvelopeReservation).where(EnvelopeReservation.key == key, EnvelopeReservation.settled == False, EnvelopeReservation.expires_at < _now())  # noqa: E712
+            delete(EnvelopeReservation)
+            .where(EnvelopeReservation.key == key, EnvelopeReservation.expires_at < _now())
+            .returning(EnvelopeReservation.amount_usd)
         ).all()
-        for r in stale:
-            s.exec(update(EnvelopeLedger).where(EnvelopeLedger.key == key).values(reserved_usd=EnvelopeLedger.reserved_usd - r.amount_usd))
-            r.settled = True
-            s.add(r)
+        if stale:
+            s.exec(update(EnvelopeLedger).where(EnvelopeLedger.key == key).values(reserved_usd=EnvelopeLedger.reserved_usd - sum(r[0] for r in stale)))
 
     # -- operators ------------------------------------------------------------------------
 

@@ -247,8 +247,15 @@ async def _until_interrupted() -> None:
 
 
 async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from aifactory.stack import factory_stack
+    from activities.model.endpoints import EndpointRegistry
+    from aifactory.stack import factory_stack, model_choice
 
+    if args.model == "auto" and not settings.embedded and model_choice("auto", EndpointRegistry()) == "local":
+        # On a cluster a worker without an endpoint is a configuration gap, not a cue to build a local model.
+        raise CliError(
+            "no model endpoint is configured for this worker: set AIFACTORY_ENDPOINT_DEFAULT_BASE_URL "
+            "(see deploy/README.md), or pass --model local to serve the verified local model from this machine"
+        )
     async with factory_stack(settings, model=args.model, start_server=False, say=lambda m: print(m, file=sys.stderr)) as stack:
         print(f"worker on task queue '{settings.task_queue}' at {settings.address} · model: {stack.model_note}", flush=True)
         await _until_interrupted()

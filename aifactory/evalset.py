@@ -42,6 +42,9 @@ class EvalSet(BaseModel):
     min_accuracy: float = 0.8
     """The share of cases that must be right (category and priority) for a baseline to be accepted."""
     min_tool_accuracy: float = 0.9
+    """The share of cases whose tool calls must be right."""
+    max_regression: float = 0.05
+    """How far accuracy or tool-call correctness may fall below the accepted baseline (same model)."""
     cases: list[EvalCase]
 
 

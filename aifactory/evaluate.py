@@ -76,8 +76,24 @@ class EvalReport:
             "at": self.at,
         }  # fmt: skip
 
-    def passed(self, cases: EvalSet) -> bool:
-        return self.share("ok") >= cases.min_accuracy and self.share("tools_ok") >= cases.min_tool_accuracy
+    def passed(self, cases: EvalSet, baseline: dict[str, Any] | None = None) -> bool:
+        return not self.shortfalls(cases, baseline)
+
+    def shortfalls(self, cases: EvalSet, baseline: dict[str, Any] | None = None) -> list[str]:
+        """Why the evaluation does not pass: under a floor of the set, or a regression from the
+        accepted baseline on the same model beyond `max_regression`."""
+        out = []
+        accuracy, tools = self.share("ok"), self.share("tools_ok")
+        if accuracy < cases.min_accuracy:
+            out.append(f"accuracy {accuracy:.4f} is below the set's floor {cases.min_accuracy}")
+        if tools < cases.min_tool_accuracy:
+            out.append(f"tool-call accuracy {tools:.4f} is below the set's floor {cases.min_tool_accuracy}")
+        if baseline and same_model(baseline.get("model", ""), self.model):
+            for key, now in (("accuracy", accuracy), ("tool_call_accuracy", tools)):
+                was = baseline.get(key)
+                if isinstance(was, (int, float)) and now < was - cases.max_regression:
+                    out.append(f"{key} {now:.4f} fell more than {cases.max_regression} below the baseline's {was}")
+        return out
 
 
 def score(case: EvalCase, output: dict[str, Any] | None, calls: list[tuple[str, dict | None, str]]) -> tuple[bool, bool, bool, bool]:
@@ -137,6 +153,11 @@ async def evaluate(factory: FactoryClient, agent: str, cases: EvalSet, model_not
 
     report.cases = list(await asyncio.gather(*(one(c) for c in cases.cases)))
     return report
+
+
+def same_model(a: str, b: str) -> bool:
+    """Model notes name the same model (they differ in ports and thread counts)."""
+    return a.split(" (")[0] == b.split(" (")[0]
 
 
 def write_baseline(agent_dir: Path, report: EvalReport) -> Path:

@@ -94,7 +94,8 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         raise ModelCliError(str(e)) from None
     summary = report.summary()
     baseline = read_baseline(agent_dir)
-    passed = report.passed(cases)
+    shortfalls = report.shortfalls(cases, baseline)
+    passed = not shortfalls
     if args.json:
         print(json.dumps({**summary, "passed": passed, "per_case": [c.__dict__ for c in report.cases]}, indent=2, default=str))
     else:
@@ -102,7 +103,10 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         for key in ("accuracy", "category_accuracy", "priority_accuracy", "tool_call_accuracy", "tickets_as_expected",
                     "failed_runs", "policy_denials", "latency_p50_s", "latency_p95_s", "tokens_per_case", "cost_usd_per_case"):
             print(f"  {key:<20} {summary[key]}")
-        print(f"  {'passed':<20} {passed} (needs accuracy >= {cases.min_accuracy}, tool calls >= {cases.min_tool_accuracy})")
+        print(f"  {'passed':<20} {passed} (needs accuracy >= {cases.min_accuracy}, tool calls >= {cases.min_tool_accuracy}, "
+              f"and no more than {cases.max_regression} below the baseline on the same model)")
+        for why in shortfalls:
+            print(f"  not passed: {why}")
         for line in comparison(summary, baseline):
             print(line)
     if args.accept:

@@ -50,6 +50,7 @@ from contracts import search
 from contracts.agent import AgentRelease
 from contracts.run import AgentRunInput
 from workers.devserver import FAST_DYNAMIC_CONFIG, SQLITE_PRAGMAS, temporal_cli
+from workers.metrics import FactoryMetrics
 from workers.worker import WorkerParts, build_worker
 from workflows import agent as agent_module
 
@@ -276,10 +277,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             assert release is not None
             spec = release.spec.model_copy(
                 update={"task_queue": factory_queue, "step_limit": max(release.spec.step_limit, k + 1)}
+                | ({"envelope": None} if args.no_envelope else {})
             )
             sides = Sides(env.client, release.model_copy(update={"spec": spec}), bare_queue, 2 * k + 1)
             factory_worker = build_worker(
-                env.client, factory_queue, WorkerParts(db_url=db_url, endpoints=endpoints), sandboxed=args.factory_sandbox
+                env.client, factory_queue, WorkerParts(db_url=db_url, endpoints=endpoints, metrics=FactoryMetrics()), sandboxed=args.factory_sandbox
             )
             bare_worker = Worker(env.client, task_queue=bare_queue, workflows=[BareWorkflow], activities=[noop])
             async with factory_worker, bare_worker:
@@ -395,6 +397,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--in-memory", action="store_true", help="dev server keeps its state in memory, not a SQLite file")
     p.add_argument("--model-in-process", action="store_true", help="serve the scripted model from the worker process")
     p.add_argument("--only", choices=("bare", "factory"), help="measure one side (for profiling)")
+    p.add_argument("--no-envelope", action="store_true", help="run the agent without its cost envelope (to see what the ledger costs)")
     p.add_argument(
         "--factory-sandbox", action="store_true",
         help="run the factory's workflows in Temporal's sandbox too (production workers run them unsandboxed "

@@ -85,3 +85,21 @@ def test_scoring_a_case():
     assert score(case, out, wrong_lookup)[2] is False
     assert score(case, out, [good[1]])[2] is False  # skipped the lookup
     assert score(case, {**out, "ticket_id": None}, good)[3] is False
+
+
+def test_a_regression_from_the_baseline_on_the_same_model_does_not_pass():
+    from aifactory.evalset import EvalSet
+    from aifactory.evaluate import CaseResult, EvalReport
+
+    def report(right: int, model: str) -> EvalReport:
+        cases = [CaseResult(f"c{i}", i < right, True, i < right, True, True, None, [], 0, 1.0, 10, 0.0) for i in range(20)]
+        return EvalReport("it-triage", "1.3.0+prompt.x", model, "fp", cases)
+
+    cases = EvalSet(min_accuracy=0.5, min_tool_accuracy=0.9, cases=[])
+    baseline = {"model": "local qwen (llama.cpp on 127.0.0.1:1111, 2 threads)", "accuracy": 0.7, "tool_call_accuracy": 1.0}
+    assert report(14, "local qwen (llama.cpp on 127.0.0.1:2222, 1 threads)").passed(cases, baseline)  # 0.70: as good
+    assert report(13, "local qwen (llama.cpp on 127.0.0.1:2222, 2 threads)").passed(cases, baseline)  # 0.65: within 0.05
+    worse = report(12, "local qwen (llama.cpp on 127.0.0.1:2222, 2 threads)")  # 0.60
+    assert worse.shortfalls(cases, baseline) == ["accuracy 0.6000 fell more than 0.05 below the baseline's 0.7"]
+    assert report(12, "endpoint profile 'default'").passed(cases, baseline)  # another model: floors only
+    assert report(9, "scripted").shortfalls(cases, None) == ["accuracy 0.4500 is below the set's floor 0.5"]
