@@ -86,5 +86,6 @@ async def test_metric_totals_equal_the_audit_records(client, db_url, tmp_path):
     finished = Counter({labels["outcome"]: int(v) for labels, v in samples(metrics, "aifactory_runs_finished_total")})
     assert finished == outcomes and outcomes["completed"] == 5
     assert total(metrics, "aifactory_approvals_pending") == 0
+    assert total(metrics, "aifactory_approval_wait_seconds_count") == 1
     labels = {l["agent"] for l, _ in samples(metrics, "aifactory_tokens_total")}
     assert labels == {"it-triage"}

@@ -61,6 +61,7 @@ class FactoryMetrics:
         self.tool_latency = Histogram("aifactory_tool_call_seconds", "Latency of one tool activity attempt.", (*RUN, "tool"), buckets=LATENCY_BUCKETS, registry=r)
         self.policy_decisions = Counter("aifactory_policy_decisions", "Policy decisions on tool calls, by outcome (allow, deny, require_approval).", (*RUN, "outcome"), registry=r)
         self.approvals_pending = Gauge("aifactory_approvals_pending", "Approval requests waiting for a person.", ("agent", "tenant"), registry=r)
+        self.approval_latency = Histogram("aifactory_approval_wait_seconds", "How long a decided approval waited for a person.", ("agent", "tenant"), buckets=(10, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600), registry=r)
         self.envelope_utilisation = Gauge("aifactory_envelope_utilisation", "Share of the cost envelope spent this period (0..1), as of the last model call.", ("agent", "tenant"), registry=r)
         self.approvals_past_sla = Counter("aifactory_approvals_escalated", "Approval requests escalated or expired because nobody decided in time.", ("agent", "tenant", "event"), registry=r)
 
@@ -182,6 +183,8 @@ class _ActivityMetrics(ActivityInboundInterceptor):
             gauge.inc()
         elif n.kind in ("approval_decided", "approval_expired"):
             gauge.dec()
+        if n.kind == "approval_decided" and isinstance(n.details.get("waited_s"), (int, float)):
+            self.m.approval_latency.labels(n.agent, n.tenant).observe(n.details["waited_s"])
         if n.kind.startswith("approval_escalated") or n.kind == "approval_expired":
             self.m.approvals_past_sla.labels(n.agent, n.tenant, "expired" if n.kind == "approval_expired" else "escalated").inc()
 

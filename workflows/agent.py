@@ -630,7 +630,8 @@ class AgentWorkflow:
             await self._notify(
                 "approval_decided", f"{request.id}/decided", f"{tool} {request.status.value} by {request.decided_by}",
                 group=request.group,
-                details={"request": request.id, "verdict": request.status.value, "by": request.decided_by, "note": request.note or ""},
+                details={"request": request.id, "verdict": request.status.value, "by": request.decided_by, "note": request.note or "",
+                         "waited_s": round((request.decided_at - request.requested_at).total_seconds(), 3) if request.decided_at else None},
             )  # fmt: skip
         workflow.upsert_search_attributes([search.AWAITING_APPROVAL.value_set(False), search.APPROVAL_GROUP.value_unset()])
         return request
