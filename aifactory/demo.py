@@ -69,11 +69,14 @@ async def run_demo(settings: Settings, *, model: str = "auto", agent: str = "it-
 async def export_to_audit(client, settings: Settings, workflow_ids: list[str]) -> None:
     """The export schedule runs every minute; the demo exports its runs now so they can be queried at once."""
     from activities.audit.export import AuditExporter
+    from activities.audit.query import run_story
 
     exporter = AuditExporter(client, settings.db_url, settings.audit_key_ring())
-    records = 0
     for wid in workflow_ids:
-        records += (await exporter.export(workflow_id=wid, by="demo")).records
+        await exporter.export(workflow_id=wid, by="demo")
+    # Count what the store holds for these runs: the schedule may have exported part of them already.
+    stories = [await asyncio.to_thread(run_story, settings.db_url, wid) for wid in workflow_ids]
+    records = sum(len(story[1]) for story in stories if story is not None)
     day = time.strftime("%Y-%m-%d", time.gmtime())
     print(f"Audit store: {records} records from {len(workflow_ids)} runs, hash-chained. Ask it, for example:")
     print(f"  bash deploy/local.sh audit query --agent it-triage --on {day} --decision approval")
