@@ -47,13 +47,19 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _on(s: Session, scope: SwitchScope, target: str) -> list[KillSwitch]:
+    """The switches on for exactly this scope and target (`all` has no target)."""
+    target = "" if scope is SwitchScope.ALL else target
+    return list(s.exec(select(KillSwitch).where(KillSwitch.scope == scope.value, KillSwitch.target == target, KillSwitch.lifted_at == None)).all())  # noqa: E711
+
+
 def set_switch(db_url: str, scope: SwitchScope, target: str, *, reason: str, by: str) -> KillSwitchState:
     """Turn a switch on (or return the one already on for the same scope and target)."""
     if not reason.strip() or not by.strip():
         raise SwitchError("a kill switch needs a reason and the person who sets it (--reason, --as)")
     target = "" if scope is SwitchScope.ALL else target
     with Session(engine_for(db_url)) as s:
-        on = s.exec(select(KillSwitch).where(KillSwitch.scope == scope.value, KillSwitch.target == target, KillSwitch.lifted_at == None)).first()  # noqa: E711
+        on = next(iter(_on(s, scope, target)), None)
         if on is not None:
             return on.state()
         row = KillSwitch(scope=scope.value, target=target, reason=reason.strip(), set_by=by.strip(), set_at=_now())
@@ -65,9 +71,8 @@ def set_switch(db_url: str, scope: SwitchScope, target: str, *, reason: str, by:
 
 def lift_switch(db_url: str, scope: SwitchScope, target: str, *, reason: str, by: str) -> list[KillSwitchState]:
     """Lift the switch on this scope and target; returns what was lifted (nothing if none was on)."""
-    target = "" if scope is SwitchScope.ALL else target
     with Session(engine_for(db_url)) as s:
-        rows = s.exec(select(KillSwitch).where(KillSwitch.scope == scope.value, KillSwitch.target == target, KillSwitch.lifted_at == None)).all()  # noqa: E711
+        rows = _on(s, scope, target)
         lifted = [r.state() for r in rows]
         for r in rows:
             r.lifted_by, r.lifted_at, r.lift_reason = by.strip(), _now(), reason.strip() or None
@@ -94,9 +99,13 @@ def active_switch(db_url: str, agent: str, tenant: str) -> KillSwitchState | Non
         return row.state() if row else None
 
 
-def switch_history(db_url: str) -> list[KillSwitch]:
+def switch_history(db_url: str, *, on_only: bool = False) -> list[KillSwitch]:
+    """Every switch ever set, oldest first (`on_only`: those not lifted)."""
     with Session(engine_for(db_url)) as s:
-        return list(s.exec(select(KillSwitch).order_by(KillSwitch.id)).all())
+        q = select(KillSwitch).order_by(KillSwitch.id)
+        if on_only:
+            q = q.where(KillSwitch.lifted_at == None)  # noqa: E711
+        return list(s.exec(q).all())
 
 
 class SwitchActivities:

@@ -32,7 +32,7 @@ from contracts.agent import AgentRelease, Envelope
 from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, Verdict
 from activities.switches import active_switch, lift_switch, set_switch
 from activities.budget import BudgetLedger
-from contracts.budget import BudgetDecision, envelope_key, period_key
+from contracts.budget import BudgetDecision
 from contracts.control import KillSwitchState, StopAnswer, StopOrder, SwitchScope
 from contracts.errors import APPROVAL_REFUSED
 from contracts.run import AgentRunInput, AgentRunResult, RunFailure, RunStatus, run_workflow_id
@@ -281,11 +281,9 @@ class FactoryClient:
             raise RunRefused("kill switches need the factory's SQL store (AIFACTORY_DB_URL)")
         switch = await asyncio.to_thread(set_switch, self.db_url, scope, target, reason=reason, by=by)
         order = StopOrder(by=by, reason=reason, switch_id=switch.id)
-        query = {
-            SwitchScope.AGENT: f'AgentName = "{target}"',
-            SwitchScope.TENANT: f'Tenant = "{target}"',
-            SwitchScope.ALL: 'WorkflowType = "AgentWorkflow"',
-        }[scope] + ' AND ExecutionStatus = "Running"'
+        query = running_runs_query(
+            agent=target if scope is SwitchScope.AGENT else None, tenant=target if scope is SwitchScope.TENANT else None
+        )
         report = KillReport(switch)
         gate = asyncio.Semaphore(25)
 
@@ -329,7 +327,7 @@ class FactoryClient:
         env = env or self.release(agent).spec.envelope
         if env is None:
             raise RunRefused(f"agent {agent!r} has no cost envelope")
-        return envelope_key(agent, tenant, env.per, period_key(env.period, datetime.now(timezone.utc).date().isoformat()))
+        return env.key(agent, tenant, datetime.now(timezone.utc).date())
 
     async def decide_budget(
         self, agent: str, tenant: str | None, decision: BudgetDecision, *, raise_to: float | None = None, key: str | None = None
@@ -344,9 +342,8 @@ class FactoryClient:
                 await asyncio.to_thread(BudgetLedger(self.db_url).raise_limit, key, raise_to, decision.by)
             except (KeyError, ValueError) as e:
                 raise RunRefused(str(e).strip("'\"")) from None
-        query = f'AgentName = "{agent}" AND ExecutionStatus = "Running"' + (f' AND Tenant = "{tenant}"' if tenant else "")
         taken = []
-        async for wf in self.client.list_workflows(query):
+        async for wf in self.client.list_workflows(running_runs_query(agent=agent, tenant=tenant)):
             handle = self.client.get_workflow_handle(wf.id)
             status = await handle.query("status", result_type=RunStatus)
             if status.state.value == "awaiting_budget":
@@ -354,6 +351,16 @@ class FactoryClient:
                 if answer.acknowledged:
                     taken.append(wf.id)
         return taken
+
+
+def running_runs_query(*, agent: str | None = None, tenant: str | None = None) -> str:
+    """Visibility query for the agent runs in flight, of one agent and/or tenant, or all of them."""
+    terms = ['WorkflowType = "AgentWorkflow"', 'ExecutionStatus = "Running"']
+    if agent:
+        terms.append(f'AgentName = "{agent}"')
+    if tenant:
+        terms.append(f'Tenant = "{tenant}"')
+    return " AND ".join(terms)
 
 
 @dataclass

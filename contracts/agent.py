@@ -9,6 +9,7 @@ become the JSON schema descriptions.
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -119,6 +120,15 @@ class Envelope(_Strict):
     on_exhausted: Literal["pause", "stop"] = "pause"
     """What runs in flight do when it is spent: wait for an operator (`aifactory envelope raise`
     or `stop`), or end at once with `BudgetExceeded`. New runs are refused either way."""
+
+    def tenant_of(self, tenant: str) -> str:
+        """The ledger's tenant for a run of `tenant`: itself, or `*` for a global envelope."""
+        return tenant if self.per == "tenant" else "*"
+
+    def key(self, agent: str, tenant: str, day: date) -> str:
+        """The ledger key of the period `day` falls in: `agent|tenant|2026-11-21` (or `|2026-11`)."""
+        period = day.isoformat() if self.period == "day" else day.isoformat()[:7]
+        return f"{agent}|{self.tenant_of(tenant)}|{period}"
 
 
 class AgentSpec(_Strict):

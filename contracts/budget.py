@@ -15,20 +15,11 @@ from pydantic import BaseModel
 ALERT_THRESHOLDS = (50, 80, 100)
 
 
-def period_key(period: str, day: str) -> str:
-    """`2026-11-21` for a daily envelope, `2026-11` for a monthly one (`day` is an ISO date)."""
-    return day if period == "day" else day[:7]
-
-
-def envelope_key(agent: str, tenant: str, per: str, period: str) -> str:
-    return f"{agent}|{tenant if per == 'tenant' else '*'}|{period}"
-
-
 class EnvelopeRef(BaseModel):
     """What a model call needs to reserve against its agent's envelope (sent with the call)."""
 
     key: str
-    """Envelope key: agent, tenant (or `*`) and period."""
+    """Envelope key: agent, tenant (or `*`) and period (`contracts.agent.Envelope.key`)."""
     agent: str
     tenant: str
     limit_usd: float

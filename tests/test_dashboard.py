@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from temporalio.client import Client
 
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from tests.support.harness import REPO, factory_with
+from workers.devserver import free_port
 from workers.metrics import FactoryMetrics
 from workers.settings import sdk_metrics_runtime
 
@@ -24,12 +24,6 @@ METRIC = re.compile(r"\b((?:aifactory|temporal)_[a-z0-9_]+)\b")
 TICKET = {"ticket_text": "My laptop screen is flickering badly.", "requester_email": "ana.silva@example.com"}
 ARGS = {"requester_email": "ana.silva@example.com", "category": "hardware", "priority": "P3", "summary": "Screen flickers"}
 FINAL = {"category": "hardware", "priority": "P3", "ticket_id": "INC0000001", "summary": "Screen flickers"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def names(text: str) -> set[str]:

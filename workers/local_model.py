@@ -23,7 +23,6 @@ import importlib
 import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Callable
 
 import httpx
+
+from workers.devserver import free_port, terminate
 
 MODEL_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m"
 MODEL_FILE = f"{MODEL_NAME}.gguf"
@@ -179,12 +180,6 @@ def default_threads() -> int:
     return 2 if cores <= 2 else cores - 1
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class LocalModelServer:
     """`python -m llama_cpp.server` on 127.0.0.1, supervised."""
@@ -257,13 +252,7 @@ class LocalModelServer:
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        terminate(self._proc)
 
     def __enter__(self) -> "LocalModelServer":
         return self.start()

@@ -38,6 +38,7 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
+from activities.switches import switch_history
 from activities.tools.catalog import CATALOG
 from contracts.tools import ToolContext
 
@@ -71,22 +72,26 @@ class FactoryMetrics:
 
 
 class _SwitchCollector:
+    """Reads the switches that are on at scrape time (not the whole history, which only grows)."""
+
     def __init__(self, db_url: str) -> None:
         self.db_url = db_url
 
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily("aifactory_kill_switch_on", "Kill switches on (1) by scope and target.", labels=["scope", "target"])
+
     def describe(self):
-        return [GaugeMetricFamily("aifactory_kill_switch_on", "Kill switches on (1) by scope and target.", labels=["scope", "target"])]
+        return [self._family()]
 
     def collect(self):
-        from activities.switches import switch_history
-
-        family = GaugeMetricFamily("aifactory_kill_switch_on", "Kill switches on (1) by scope and target.", labels=["scope", "target"])
+        family = self._family()
         try:
-            rows = switch_history(self.db_url)
+            rows = switch_history(self.db_url, on_only=True)
         except Exception:  # a scrape must not fail because the store is briefly unavailable
             rows = []
         for r in rows:
-            family.add_metric([r.scope, r.target or "*"], 0.0 if r.lifted_at else 1.0)
+            family.add_metric([r.scope, r.target or "*"], 1.0)
         yield family
 
 

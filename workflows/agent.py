@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.model import ChatMessage, ModelCallInput, ModelCallResult, Usage
     from contracts.run import AgentRunInput, AgentRunResult, RunCarry, RunFailure, RunState, RunStatus
     from contracts.schema import parse_json_answer, schema_problems
-    from contracts.budget import BudgetDecision, BudgetNote, EnvelopeRef, envelope_key, period_key
+    from contracts.budget import BudgetDecision, BudgetNote, EnvelopeRef
     from contracts.control import KillSwitchState, StopAnswer, StopOrder, SwitchQuery
     from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, RequestStatus, Verdict
     from contracts.notify import Notification
@@ -334,7 +334,8 @@ class AgentWorkflow:
                     )
                 )
                 if result.budget is not None and not result.budget.granted:
-                    await self._envelope_spent(result.budget)  # returns once an operator resumes the run
+                    assert envelope is not None
+                    await self._envelope_spent(envelope, result.budget)  # returns once an operator resumes the run
                     continue
                 break
             except ActivityError as err:
@@ -348,8 +349,8 @@ class AgentWorkflow:
                 if kind in (E.MODEL_CALL_REJECTED, E.TRANSCRIPT_MISSING):
                     raise self._fail(f"model call failed: {message}", kind) from None
                 raise self._fail(f"model call failed after retries: {message}", E.MODEL_UNAVAILABLE) from None
-        for pct in result.budget.crossed if result.budget else ():
-            await self._envelope_alert(pct, result.budget)
+        for pct in result.budget.crossed if (result.budget and envelope) else ():
+            await self._envelope_alert(envelope, pct, result.budget)
         self._economise(result.budget)
         self._usage = self._usage + result.usage
         self._last_call_cost = result.usage.cost_usd
@@ -463,7 +464,7 @@ class AgentWorkflow:
 
     def _model(self):
         spec = self._inp.release.spec
-        return spec.model if self._tier == 0 else spec.model_tiers[min(self._tier, len(spec.model_tiers)) - 1]
+        return [spec.model, *spec.model_tiers][self._tier]
 
     def _economise(self, note: BudgetNote | None) -> None:
         """Drop to the cheapest tier once the envelope is spent past the agent's `economise_at`."""
@@ -477,26 +478,23 @@ class AgentWorkflow:
         env = spec.envelope
         if env is None:
             return None
-        key = envelope_key(spec.name, self._inp.tenant, env.per, period_key(env.period, workflow.now().date().isoformat()))
         return EnvelopeRef(
-            key=key, agent=spec.name, tenant=self._inp.tenant if env.per == "tenant" else "*", limit_usd=env.limit_usd,
-            max_prompt_tokens=spec.breakers.max_context_tokens,
+            key=env.key(spec.name, self._inp.tenant, workflow.now().date()), agent=spec.name,
+            tenant=env.tenant_of(self._inp.tenant), limit_usd=env.limit_usd, max_prompt_tokens=spec.breakers.max_context_tokens,
         )  # fmt: skip
 
-    async def _envelope_alert(self, pct: int, note: BudgetNote) -> None:
-        envelope = self._envelope()
-        assert envelope is not None
+    async def _envelope_alert(self, envelope: EnvelopeRef, pct: int, note: BudgetNote) -> None:
         await self._notify(
             "envelope_alert", f"{pct}", f"{envelope.agent}: {pct}% of the cost envelope spent ({envelope.key})",
             group=None, key=f"envelope/{envelope.key}/{pct}",
             details={"envelope": envelope.key, "threshold": pct, "spent_usd": round(note.spent_usd, 6), "limit_usd": note.limit_usd},
         )  # fmt: skip
 
-    async def _envelope_spent(self, note: BudgetNote) -> None:
+    async def _envelope_spent(self, envelope: EnvelopeRef, note: BudgetNote) -> None:
         """The envelope has no room for the next call: stop, or wait for an operator, as the agent says."""
         spec = self._inp.release.spec
         assert spec.envelope is not None
-        await self._envelope_alert(100, note)
+        await self._envelope_alert(envelope, 100, note)
         why = f"cost envelope spent: ${note.spent_usd:.4f} of ${note.limit_usd:.4f} this {spec.envelope.period}"
         if spec.envelope.on_exhausted == "stop":
             self._set_state(RunState.FAILED, "nothing")
@@ -530,9 +528,7 @@ class AgentWorkflow:
         if order is None:
             return
         if record is not None:
-            stopped = record.model_copy(update={"outcome": ToolOutcome.STOPPED, "error": "not run: the run was stopped"})
-            self._records.append(stopped)
-            self._settled.append(stopped)
+            self._ran_nothing(record, ToolOutcome.STOPPED, "not run: the run was stopped")
         self._set_state(RunState.FAILED, "nothing")
         switch = f" (kill switch #{order.switch_id})" if order.switch_id is not None else ""
         raise self._fail(f"stopped by {order.by}{switch}: {order.reason}", E.RUN_STOPPED)
@@ -543,11 +539,17 @@ class AgentWorkflow:
         ran = sum(1 for r in self._records if r.outcome is ToolOutcome.OK and r.tool == record.tool and r.arguments == record.arguments)
         if ran >= limit and workflow.patched(BREAKERS_PATCH):
             why = f"circuit breaker: {record.tool} already ran {ran} times with these arguments (limit {limit})"
-            stopped = record.model_copy(update={"outcome": ToolOutcome.STOPPED, "error": why})
-            self._records.append(stopped)
-            self._settled.append(stopped)
+            self._ran_nothing(record, ToolOutcome.STOPPED, why)
             self._set_state(RunState.FAILED, "nothing")
             raise self._fail(why, E.REPEATED_TOOL_CALL)
+
+    def _ran_nothing(self, record: ToolCallRecord, outcome: ToolOutcome | None = None, error: str | None = None) -> ToolCallRecord:
+        """Record a call that ran no activity; it reaches history with the next model call (or the failure)."""
+        if outcome is not None:
+            record = record.model_copy(update={"outcome": outcome, "error": error})
+        self._records.append(record)
+        self._settled.append(record)
+        return record
 
     def _next_required(self) -> str | None:
         """The first required tool not yet called to a conclusion (ran, denied or failed)."""
@@ -557,8 +559,7 @@ class AgentWorkflow:
     def _reject(self, record: ToolCallRecord) -> None:
         """Report an invalid call to the model as a tool error; fail the run past the bound."""
         self._invalid += 1
-        self._records.append(record)
-        self._settled.append(record)
+        self._ran_nothing(record)
         self._pending.append(
             ChatMessage(role="tool", tool_call_id=record.call_id, content=json.dumps({"error": record.error}))
         )
@@ -574,9 +575,7 @@ class AgentWorkflow:
     def _deny(self, record: ToolCallRecord, why: str) -> None:
         """Tell the model the call was not done (it may try another way); fail past the bound."""
         self._denials += 1
-        record = record.model_copy(update={"outcome": ToolOutcome.DENIED, "error": why})
-        self._records.append(record)
-        self._settled.append(record)
+        record = self._ran_nothing(record, ToolOutcome.DENIED, why)
         d = record.decision
         content = {"error": "denied", "reason": why}
         if d is not None:

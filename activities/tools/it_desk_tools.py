@@ -15,6 +15,10 @@ from activities.tools.catalog import declare
 from contracts.tools import DataClass, SideEffect, ToolMeta
 
 
+#: Spelled without `\s` and `\.`, which llama.cpp's grammar converter rejects.
+EMAIL_PATTERN = r"^[^@ \t\r\n]+@[^@ \t\r\n]+[.][^@ \t\r\n]+$"
+
+
 class Category(StrEnum):
     ACCESS = "access"
     HARDWARE = "hardware"
@@ -34,7 +38,7 @@ class Priority(StrEnum):
 
 class LookupRequesterArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    email: str = Field(pattern=r"^[^@ \t\r\n]+@[^@ \t\r\n]+[.][^@ \t\r\n]+$", description="Requester's email address.")
+    email: str = Field(pattern=EMAIL_PATTERN, description="Requester's email address.")
 
 
 class RequesterRecord(BaseModel):
@@ -50,7 +54,7 @@ class CreateTicketArgs(BaseModel):
     # The summary comes before the category and priority: a model that writes its arguments in
     # schema order then states the problem before it classifies it.
     model_config = ConfigDict(extra="forbid")
-    requester_email: str = Field(pattern=r"^[^@ \t\r\n]+@[^@ \t\r\n]+[.][^@ \t\r\n]+$", description="Requester's email address.")
+    requester_email: str = Field(pattern=EMAIL_PATTERN, description="Requester's email address.")
     summary: str = Field(min_length=5, max_length=200, description="One-line summary of the problem.")
     category: Category = Field(description="Ticket category.")
     priority: Priority = Field(description="P1 (outage, many users) to P4 (request, no urgency).")
