@@ -2,10 +2,12 @@
 
 Not workflow-safe (SQL and HTTP I/O). Every notification has a key derived from
 the run, the request and the event (`.../tier1`), so a retried activity, or a
-timer that fires after a worker was down, writes one outbox row and posts at
-most once successfully. The webhook gets Slack-compatible JSON (`text` plus
-`blocks`) and an `Idempotency-Key` header; set `AIFACTORY_NOTIFY_WEBHOOK_URL`
-to enable it.
+timer that fires after a worker was down, writes one outbox row and, once a
+post has been recorded as delivered, never posts again. A worker that dies
+between a successful post and recording it posts again on the retry, with the
+same `Idempotency-Key` header, so a receiver that honours the key sees it once.
+The webhook gets Slack-compatible JSON (`text` plus `blocks`); set
+`AIFACTORY_NOTIFY_WEBHOOK_URL` to enable it.
 """
 
 from __future__ import annotations

@@ -111,7 +111,10 @@ async def test_worker_down_across_a_deadline_escalates_once(env, db_url, tmp_pat
             run_input = AgentRunInput(release=release, input=TICKET, tenant="acme", run_key=uuid.uuid4().hex[:8], requester="tom.becker")
             first = start_worker_process(env, task_queue, db_url, base_url, log)
             run = await fut.factory.start_prepared(run_input)
-            await wait_for(lambda: receiver.keys(), timeout=60)  # tier 1 asked
+            # Tier 1 asked, and the outbox has recorded the delivery: killing the worker between the
+            # post and that record would post again on the retry (same Idempotency-Key), which is not
+            # what this test is about.
+            await wait_for(lambda: any(m.delivered_at for m in read_outbox(db_url, run_id=run.workflow_id)), timeout=60)
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
             await asyncio.sleep(4.0)  # the tier-1 deadline passes while no worker runs
