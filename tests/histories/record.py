@@ -9,7 +9,10 @@ only those):
 The first three were recorded before the policy gate (`policy-gate-v1`) and
 replay through the unpatched branch; `gated_*` ones replay through the gate's
 patch marker; `input_gated_*` ones were started with `policy_gate` in the run
-input (no marker) and carry the calls that ran nothing with each model call.
+input (no marker) and carry the calls that ran nothing with each model call;
+`checked_at_start_*` and `refused_at_start_*` were started with `kill_switch_check`
+too, and asked the two local activities at start (`resolve_policy`,
+`check_kill_switch`) that the first model call's admission replaced.
 
 Each scenario runs on a throwaway dev server against the scripted model and
 writes `tests/histories/<scenario>.json`.
@@ -26,9 +29,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.db import dispose_all
+from activities.switches import set_switch
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from aifactory.client import RunFailed
 from contracts.approval import ApprovalDecision
+from contracts.control import SwitchScope
 from contracts import search
 from tests.support.harness import factory_with, seed_db
 from workers.devserver import temporal_cli
@@ -40,6 +45,9 @@ FINAL = {"category": "email", "priority": "P3", "ticket_id": "INC0000001", "summ
 
 P1 = {**CREATE, "priority": "P1", "summary": "Outlook down for the whole floor"}
 P1_FINAL = {**FINAL, "priority": "P1", "summary": "Outlook down for the whole floor"}
+
+#: Scenarios recorded with a kill switch on for the run's tenant.
+SWITCHED = {"refused_at_start_by_switch"}
 
 #: Scenarios that park on an approval: who decides once the run is waiting.
 DECISIONS = {
@@ -72,6 +80,12 @@ SCENARIOS: dict[str, list[Reply]] = {
         Reply.tool("create_ticket", P1),
         Reply.text(P1_FINAL),
     ],
+    "checked_at_start_with_envelope": [
+        Reply.tool("lookup_requester", {"email": "jonas.berg@example.com"}),
+        Reply.tool("create_ticket", CREATE),
+        Reply.text(FINAL),
+    ],
+    "refused_at_start_by_switch": [Reply.text(FINAL)],
 }
 
 
@@ -87,6 +101,8 @@ async def record() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 db_url = f"sqlite:///{tmp}/factory.db"
                 seed_db(db_url)
+                if name in SWITCHED:
+                    set_switch(db_url, SwitchScope.TENANT, "acme", reason="recorded", by="maria.keller")
                 async with factory_with(env.client, db_url, ScriptedModel(Turns(script))) as f:
                     run = await f.start(TICKET, run_key=name, requester="tom.becker")
                     if name in DECISIONS:
