@@ -1,9 +1,11 @@
 """`resolve_policy`: the local activity that hands a run its policy bundle and approver directory.
 
-Not workflow-safe (reads files through `policies.loader`). The result is
-recorded in history, so the bundle a run used (and its hash) is fixed for the
-whole run and replays exactly; the worker keeps serving its last good bundle
-when a file is edited into something invalid.
+Not workflow-safe (reads files through `policies.loader`). Runs are admitted
+by their first model call now (`activities.admission`, which reads the same
+store); this stays registered for runs recorded when they asked it at start.
+The result is recorded in history, so the bundle a run used (and its hash) is
+fixed for the whole run and replays exactly; the worker keeps serving its
+last good bundle when a file is edited into something invalid.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 Not workflow-safe (I/O). A switch covers one agent, one tenant or everything.
 Setting and lifting are rows with who, when and why; nothing is deleted, so the
-table is the record of every switch ever thrown. `check_kill_switch` is the
-local activity a run asks at its start; `aifactory kill` stops runs in flight.
+table is the record of every switch ever thrown. A run's first model call
+reads it before the call is made (`activities.admission`; runs recorded before
+that asked the `check_kill_switch` local activity); `aifactory kill` stops runs
+in flight.
 """
 
 from __future__ import annotations

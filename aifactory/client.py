@@ -183,8 +183,9 @@ class FactoryClient:
         return await self.start_prepared(run_input)
 
     async def start_prepared(self, run_input: AgentRunInput) -> RunHandle:
-        if not (run_input.policy_gate and run_input.kill_switch_check):
-            run_input = run_input.model_copy(update={"policy_gate": True, "kill_switch_check": True})
+        if not (run_input.policy_gate and run_input.kill_switch_check and run_input.admit_in_first_call):
+            # All three: a worker that predates admission in the first call still gates the run without patch markers.
+            run_input = run_input.model_copy(update={"policy_gate": True, "kill_switch_check": True, "admit_in_first_call": True})
         release = run_input.release
         spec = release.spec
         wid = run_input.workflow_id

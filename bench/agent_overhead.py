@@ -49,6 +49,7 @@ from bench.bare import BareWorkflow, noop
 from contracts import search
 from contracts.agent import AgentRelease
 from contracts.run import AgentRunInput
+from workers.codec import data_converter
 from workers.devserver import FAST_DYNAMIC_CONFIG, SQLITE_PRAGMAS, temporal_cli
 from workers.metrics import FactoryMetrics
 from workers.worker import WorkerParts, build_worker
@@ -216,9 +217,9 @@ async def history_stats(handles: list[WorkflowHandle]) -> tuple[float, float]:
 
 
 class Sides:
-    def __init__(self, client: Client, release: AgentRelease, bare_queue: str, activities: int) -> None:
+    def __init__(self, client: Client, factory_client: Client, release: AgentRelease, bare_queue: str, activities: int) -> None:
         self.client = client
-        self.factory = FactoryClient(client, AGENTS)
+        self.factory = FactoryClient(factory_client, AGENTS)
         self.release = release
         self.bare_queue = bare_queue
         self.activities = activities
@@ -279,9 +280,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 update={"task_queue": factory_queue, "step_limit": max(release.spec.step_limit, k + 1)}
                 | ({"envelope": None} if args.no_envelope else {})
             )
-            sides = Sides(env.client, release.model_copy(update={"spec": spec}), bare_queue, 2 * k + 1)
+            # The factory side as it ships: its client and worker use the factory's data converter
+            # (`workers.codec`, with encryption off); the bare side temporalio's pydantic one.
+            factory_client = Client(env.client.service_client, namespace=env.client.namespace, data_converter=data_converter(None))
+            sides = Sides(env.client, factory_client, release.model_copy(update={"spec": spec}), bare_queue, 2 * k + 1)
             factory_worker = build_worker(
-                env.client, factory_queue, WorkerParts(db_url=db_url, endpoints=endpoints, metrics=FactoryMetrics()), sandboxed=args.factory_sandbox
+                factory_client, factory_queue, WorkerParts(db_url=db_url, endpoints=endpoints, metrics=FactoryMetrics()), sandboxed=args.factory_sandbox
             )
             bare_worker = Worker(env.client, task_queue=bare_queue, workflows=[BareWorkflow], activities=[noop])
             async with factory_worker, bare_worker:

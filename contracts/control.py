@@ -1,4 +1,4 @@
-"""Operator control contracts: kill switches and the stop order a run receives.
+"""Operator control contracts: kill switches, the stop order a run receives, and admission.
 
 Workflow-safe.
 """
@@ -9,6 +9,8 @@ from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel
+
+from contracts.policy import PolicySet
 
 
 class SwitchScope(StrEnum):
@@ -37,10 +39,28 @@ class KillSwitchState(BaseModel):
 
 
 class SwitchQuery(BaseModel):
-    """Input of the `check_kill_switch` local activity."""
+    """Input of the `check_kill_switch` local activity (runs recorded before `Admission`)."""
 
     agent: str
     tenant: str
+
+
+class Admission(BaseModel):
+    """What a run's first model call settles before the call is made (sent with that call only)."""
+
+    agent: str
+    tenant: str
+    policy: str
+    """The policy bundle that gates the run's tool calls (the agent's `policy`)."""
+
+
+class Admitted(BaseModel):
+    """The first model call's answer to `Admission`, recorded in history with its result."""
+
+    switch: KillSwitchState | None = None
+    """A kill switch on for the run's agent or tenant: the run is refused and the call was not made."""
+    policy: PolicySet | None = None
+    """The bundle and directory that gate the run for its whole life (None when refused)."""
 
 
 class StopOrder(BaseModel):

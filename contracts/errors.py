@@ -16,6 +16,7 @@ add new ones, never rename.
     ├── PolicyDenied           the model kept proposing calls the policy denies
     ├── ApprovalExpired        nobody approved in time and the safe default is to stop
     └── TranscriptMissing      the conversation store lost the run's transcript
+    PolicyFileError            the run's policy bundle could not be loaded on the worker
     ModelUnavailable           the endpoint kept failing until the retries ran out
     ModelCallRejected          the endpoint refused the call (4xx other than 408/409/429)
     ModelResponseInvalid       the endpoint answered with something unusable
@@ -38,6 +39,7 @@ MODEL_CALL_REJECTED = "ModelCallRejected"
 MODEL_RESPONSE_INVALID = "ModelResponseInvalid"
 MODEL_UNAVAILABLE = "ModelUnavailable"
 TOOL_FAILED = "ToolFailed"
+POLICY_FILE_ERROR = "PolicyFileError"
 
 #: Failures a run ends with by design; anything else is a platform fault.
 RUN_FAILURES = frozenset(

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from contracts.agent import ModelSettings
 from contracts.budget import BudgetNote, EnvelopeRef
+from contracts.control import Admission, Admitted
 from contracts.tools import ToolCallRecord
 
 
@@ -83,6 +84,8 @@ class ModelCallInput(BaseModel):
     """The agent release making the call (a metric label; empty in older histories)."""
     envelope: EnvelopeRef | None = None
     """The agent's cost envelope: the call reserves against it first and is not made without room."""
+    admission: Admission | None = None
+    """Set on a run's first call: check the kill switches and resolve the run's policy first."""
     settled: list[ToolCallRecord] = Field(default_factory=list)
     """Tool calls since the last model call that ran no activity (outside the grant, invalid
     arguments, denied, not approved). The model reads the same outcome as tool messages in
@@ -102,3 +105,5 @@ class ModelCallResult(BaseModel):
     """Activity attempt that produced this result."""
     budget: BudgetNote | None = None
     """The envelope's answer; `granted` False means the call was not made (nothing was spent)."""
+    admitted: Admitted | None = None
+    """The answer to the call's `admission`; a kill switch in it means the call was not made."""

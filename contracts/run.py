@@ -97,6 +97,11 @@ class AgentRunInput(BaseModel):
     """Set by every starter that knows runs check the kill switches at start (`FactoryClient`
     does): the run then asks `check_kill_switch` without a `kill-switch-v1` patch marker."""
 
+    admit_in_first_call: bool = False
+    """Set by starters that know runs are admitted by their first model call (`FactoryClient`
+    does): that call checks the kill switches and resolves the policy before it is made, in
+    place of the two local activities of runs recorded before the field."""
+
     @field_validator("tenant")
     @classmethod
     def _tenant(cls, v: str) -> str:

@@ -119,3 +119,41 @@ async def test_a_paused_run_resumes_when_the_envelope_is_raised(client, db_url, 
     row = next(r for r in ledger if r.key == key)
     assert row.raised_by == "maria.keller" and row.limit_usd == 0.01 and row.spent_usd == pytest.approx(result.usage.cost_usd)
     assert alerts(db_url, key) == [f"envelope/{key}/100"]  # 50% of the raised envelope is far off
+
+
+async def test_leases_of_stopped_and_dead_workers_go_back_to_the_envelope(db_url):
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import update
+
+    from activities.budget import EnvelopeReservation
+    from contracts.budget import EnvelopeRef
+
+    ref = EnvelopeRef(key=f"it-triage|lease-{uuid.uuid4().hex[:6]}|2026-11-21", agent="it-triage", tenant="t", limit_usd=1.0, max_prompt_tokens=1000)
+
+    def row() -> EnvelopeLedger:
+        with Session(engine_for(db_url)) as s:
+            found = s.get(EnvelopeLedger, ref.key)
+            assert found is not None
+            return found
+
+    dead, alive = BudgetLedger(db_url), BudgetLedger(db_url)
+    # A first hold grows the worker's lease by a quarter of the free room (less than 16 holds of 0.1).
+    assert (await dead.reserve(ref, "run-a|1|1", 0.1)).granted
+    assert row().reserved_usd == pytest.approx(0.25)
+    # That worker dies mid-call: it never settles or returns its lease, which expires.
+    with Session(engine_for(db_url)) as s:
+        s.exec(update(EnvelopeReservation).where(EnvelopeReservation.key == ref.key).values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        s.commit()
+    # The next growth anywhere releases it: the envelope holds only the live worker's lease.
+    assert (await alive.reserve(ref, "run-b|1|1", 0.1)).granted
+    assert row().reserved_usd == pytest.approx(0.25)
+    # Holds while the lease has room touch no store; a settlement books exactly what the call cost.
+    assert (await alive.reserve(ref, "run-c|1|1", 0.1)).granted
+    note = await alive.settle(ref, "run-b|1|1", 0.04)
+    assert note.spent_usd == pytest.approx(0.04) and row().spent_usd == pytest.approx(0.04)
+    assert row().reserved_usd == pytest.approx(0.21)  # the cost moved from the lease to what is spent
+    alive.release("run-c|1|1")  # a call that reached no endpoint spends nothing
+    # A worker that stops returns its lease: nothing stays reserved.
+    await asyncio.to_thread(alive.close)
+    assert row().reserved_usd == pytest.approx(0, abs=1e-12) and row().spent_usd == pytest.approx(0.04)

@@ -44,9 +44,10 @@ async def test_kill_switch_stops_fifty_runs_in_flight_and_refuses_new_ones(clien
     async with factory_with(client, db_url, model, max_cached_workflows=100) as f:
         f.factory.db_url = db_url
         runs = [await f.start(TICKET, tenant=tenant, step_limit=200, breakers=Breakers(max_repeated_calls=100)) for _ in range(50)]
-        # Let every run get going: each has called the model at least once.
-        for _ in range(200):
-            if len(model.requests) >= 60:
+        # Let every run get going: each has had its first model call answered, so it was admitted
+        # (a run whose first call comes after the switch is refused at admission instead; below).
+        for _ in range(300):
+            if all([(await r.status()).usage.model_calls >= 1 for r in runs]):
                 break
             await asyncio.sleep(0.1)
         report = await f.factory.kill(SwitchScope.TENANT, tenant, reason="runaway lookups", by="maria.keller")
@@ -92,3 +93,35 @@ async def test_kill_switch_stops_fifty_runs_in_flight_and_refuses_new_ones(clien
     rows = [r for r in switch_history(db_url) if r.target == tenant]
     assert len(rows) == 1 and rows[0].set_by == "maria.keller" and rows[0].reason == "runaway lookups"
     assert rows[0].lifted_by == "maria.keller" and rows[0].lift_reason == "fixed"
+
+
+async def test_a_stopped_run_interrupts_its_slow_model_call_on_the_worker(client, db_url):
+    from prometheus_client import CollectorRegistry
+
+    from contracts.control import StopAnswer, StopOrder
+    from workers.metrics import FactoryMetrics
+
+    def cancelled_calls() -> float:
+        return sum(
+            s.value for family in metrics.registry.collect() for s in family.samples
+            if s.name == "aifactory_model_calls_total" and s.labels.get("outcome") == "CancelledError"
+        )  # fmt: skip
+
+    metrics = FactoryMetrics(CollectorRegistry())
+    # The model would answer after 40 s; the call heartbeats every 5 s while it waits.
+    model = ScriptedModel(Turns([Reply.tool("lookup_requester", {"email": "ana.silva@example.com"}, delay=40)]))
+    async with factory_with(client, db_url, model, metrics=metrics) as f:
+        run = await f.start(TICKET)
+        while not model.requests:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(7)  # past the call's first heartbeat: the cancellation must ride on a later one
+        loop = asyncio.get_running_loop()
+        stopped_at = loop.time()
+        answer = await run.handle.execute_update("stop", StopOrder(by="maria.keller", reason="hung model"), result_type=StopAnswer)
+        assert answer.acknowledged
+        with pytest.raises(RunFailed, match="stopped by maria.keller: hung model"):
+            await run.result()
+        # The worker's call is interrupted by the next heartbeat's answer, long before the model would reply.
+        while cancelled_calls() < 1 and loop.time() - stopped_at < 30:
+            await asyncio.sleep(0.1)
+        assert cancelled_calls() == 1 and loop.time() - stopped_at < 15

@@ -107,18 +107,13 @@ class MetricsInterceptor(Interceptor):
 
     def __init__(self, metrics: FactoryMetrics) -> None:
         self.metrics = metrics
+        self._workflow_class = type("_BoundWorkflowMetrics", (_WorkflowMetrics,), {"metrics": metrics})
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _ActivityMetrics(next, self.metrics)
 
     def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput) -> type[WorkflowInboundInterceptor] | None:
-        metrics = self.metrics
-
-        class _Bound(_WorkflowMetrics):
-            pass
-
-        _Bound.metrics = metrics
-        return _Bound
+        return self._workflow_class
 
 
 class _ActivityMetrics(ActivityInboundInterceptor):
@@ -153,6 +148,8 @@ class _ActivityMetrics(ActivityInboundInterceptor):
             activity.logger.exception("metrics: could not record %s", kind)
 
     def _model_call(self, inp, result, outcome: str, seconds: float) -> None:
+        if result is not None and result.admitted is not None and result.admitted.switch is not None:
+            return  # refused at admission: no call was made
         agent, tenant = _labels_from_workflow_id(activity.info().workflow_id)
         run = (agent, getattr(inp, "release_version", "") or "unknown", tenant)
         self.m.model_calls.labels(*run, outcome).inc()

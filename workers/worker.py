@@ -5,16 +5,22 @@ Not workflow-safe. The sandbox pass-through list is declared here, once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from temporalio.client import Client
+from temporalio.plugin import SimplePlugin
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.admission import Admissions
 from activities.budget import BudgetLedger
-from activities.model.activity import ModelActivities
+from activities.model.activity import HEARTBEAT_EVERY, ModelActivities
 from activities.model.endpoints import EndpointRegistry
 from activities.model.pricing import Pricing
 from activities.model.transcripts import TranscriptStore
@@ -83,8 +89,10 @@ class WorkerParts:
     metrics: FactoryMetrics | None = None
     """Where this worker counts runs, steps, tokens, cost and tool calls (None: not counted)."""
 
-    def activities(self) -> list:
-        model = ModelActivities(self.endpoints, TranscriptStore(self.db_url), self.pricing, BudgetLedger(self.db_url))
+    def activities(self, budget: BudgetLedger | None = None) -> list:
+        """The activities of one worker; `budget` is its envelope ledger (leases are per worker)."""
+        admissions = Admissions(self.db_url, self.policies.store)
+        model = ModelActivities(self.endpoints, TranscriptStore(self.db_url), self.pricing, budget or BudgetLedger(self.db_url), admissions)
         desk = ItDeskActivities(self.db_url)
         notify = NotifyActivities(self.db_url, self.webhook_url)
         switches = SwitchActivities(self.db_url)
@@ -105,11 +113,32 @@ def build_worker(client: Client, task_queue: str, parts: WorkerParts, *, sandbox
     """A worker for the agent workflow and every registered tool on `task_queue`."""
     if sandboxed is None:
         sandboxed = sandbox_enabled()
+    budget = BudgetLedger(parts.db_url)
+    activities = parts.activities(budget)
+    # Activity owners with connections to close (the model endpoints' clients).
+    owners = {id(o): o for a in activities if callable(getattr(o := getattr(a, "__self__", None), "aclose", None))}
+
+    @asynccontextmanager
+    async def lifetime() -> AsyncIterator[None]:
+        try:
+            yield
+        finally:  # the worker has stopped and its calls have settled: its envelope leases go back
+            try:
+                await asyncio.to_thread(budget.close)
+            except Exception:  # the store is unreachable: the leases expire on their own
+                log.exception("could not return this worker's envelope leases")
+            for owner in owners.values():
+                await owner.aclose()
+
+    # Model calls heartbeat every few seconds while they wait; without a heartbeat timeout the SDK
+    # would hold those back for 30 s, and a kill switch's cancellation rides on them.
+    options.setdefault("default_heartbeat_throttle_interval", timedelta(seconds=HEARTBEAT_EVERY))
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=parts.activities(),
+        activities=activities,
+        plugins=[SimplePlugin("aifactory.worker", run_context=lifetime), *options.pop("plugins", [])],
         workflow_runner=sandbox_runner() if sandboxed else UnsandboxedWorkflowRunner(),
         interceptors=[MetricsInterceptor(parts.metrics)] if parts.metrics is not None else [],
         **options,

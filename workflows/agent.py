@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.run import AgentRunInput, AgentRunResult, RunCarry, RunFailure, RunState, RunStatus
     from contracts.schema import parse_json_answer, schema_problems
     from contracts.budget import BudgetDecision, BudgetNote, EnvelopeRef
-    from contracts.control import KillSwitchState, StopAnswer, StopOrder, SwitchQuery
+    from contracts.control import Admission, Admitted, KillSwitchState, StopAnswer, StopOrder, SwitchQuery
     from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, RequestStatus, Verdict
     from contracts.notify import Notification
     from contracts.policy import Directory, Outcome, PolicyDecision, PolicySet, SafeDefault, ToolCallFacts
@@ -57,8 +57,12 @@ POLICY_GATE_PATCH = "policy-gate-v1"
 BREAKERS_PATCH = "breakers-v1"
 #: Patch id of the kill-switch check at start, for runs whose starter did not set `kill_switch_check`.
 KILL_SWITCH_PATCH = "kill-switch-v1"
-#: A model call heartbeats while it waits, so a kill switch reaches it (see `call_model`).
+#: A model call heartbeats while it waits, so a kill switch's cancellation reaches it (see `call_model`).
+#: Calls allowed longer than `LONG_MODEL_CALL` seconds also get a heartbeat timeout, so a worker that
+#: dies mid-call is noticed within `MODEL_HEARTBEAT` instead of at the call's timeout; shorter calls
+#: leave it to their start-to-close timeout (each activity timeout is a timer the server keeps).
 MODEL_HEARTBEAT = timedelta(seconds=15)
+LONG_MODEL_CALL = 60.0
 
 MODEL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -110,6 +114,8 @@ class AgentWorkflow:
         self._tier = carry.tier if carry else 0
         self._budget_decision: BudgetDecision | None = None
         self._inflight: workflow.ActivityHandle | None = None
+        self._admission: Admission | None = None
+        """Sent with the first model call until it answers (runs started with `admit_in_first_call`)."""
 
     @workflow.query(name="status")
     def status(self) -> RunStatus:
@@ -207,24 +213,14 @@ class AgentWorkflow:
         problems = schema_problems(spec.input_schema, inp.input)
         if problems:
             raise self._fail(f"run input does not match agent {spec.name!r}: {'; '.join(problems)}", E.INVALID_RUN_INPUT)
-        if self._policy is None and (inp.policy_gate or workflow.patched(POLICY_GATE_PATCH)):
-            self._policy = await workflow.execute_local_activity(
-                "resolve_policy",
-                spec.policy,
-                result_type=PolicySet,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["PolicyFileError"]),
-            )
-        if inp.carry is None and (inp.kill_switch_check or workflow.patched(KILL_SWITCH_PATCH)):
-            switch = await workflow.execute_local_activity(
-                "check_kill_switch",
-                SwitchQuery(agent=spec.name, tenant=inp.tenant),
-                result_type=KillSwitchState | None,
-                start_to_close_timeout=timedelta(seconds=10),
-            )
-            if switch is not None:
-                self._set_state(RunState.FAILED, "nothing")
-                raise self._fail(f"refused at start: {switch.describe()}", E.RUN_STOPPED)
+        if inp.admit_in_first_call:
+            if self._policy is None:  # the first model call checks the switches and resolves the policy
+                self._admission = Admission(agent=spec.name, tenant=inp.tenant, policy=spec.policy)
+        else:  # runs recorded before admission moved into the first model call
+            if self._policy is None and (inp.policy_gate or workflow.patched(POLICY_GATE_PATCH)):
+                self._policy = await self._resolve_policy()
+            if inp.carry is None and (inp.kill_switch_check or workflow.patched(KILL_SWITCH_PATCH)):
+                self._refuse_if_switched(await self._check_kill_switch())
         tools = {name: CATALOG[name] for name in spec.tools if name in CATALOG}
         offered = list(tools)
         info = workflow.info()
@@ -318,7 +314,7 @@ class AgentWorkflow:
                 transcript_id=transcript_id, base_seq=base, delta=delta, model=model,
                 tool_names=[] if final else offered, force_tool=force,
                 response_schema=spec.output_schema if final else None, step=self._step, settled=self._settled,
-                release_version=self._inp.release.release_version, envelope=envelope,
+                release_version=self._inp.release.release_version, envelope=envelope, admission=self._admission,
             )  # fmt: skip
             try:
                 result = await self._cancellable(
@@ -327,7 +323,7 @@ class AgentWorkflow:
                         request,
                         result_type=ModelCallResult,
                         start_to_close_timeout=timedelta(seconds=model.timeout_seconds + 5),
-                        heartbeat_timeout=MODEL_HEARTBEAT,
+                        heartbeat_timeout=MODEL_HEARTBEAT if model.timeout_seconds > LONG_MODEL_CALL else None,
                         retry_policy=MODEL_RETRY,
                         cancellation_type=ActivityCancellationType.TRY_CANCEL,
                         summary=f"step {self._step}: {model.name}",
@@ -348,7 +344,11 @@ class AgentWorkflow:
                 message = cause.message if isinstance(cause, ApplicationError) else str(cause)
                 if kind in (E.MODEL_CALL_REJECTED, E.TRANSCRIPT_MISSING):
                     raise self._fail(f"model call failed: {message}", kind) from None
+                if kind == E.POLICY_FILE_ERROR:
+                    raise self._fail(f"policy {spec.policy!r} could not be loaded: {message}", kind) from None
                 raise self._fail(f"model call failed after retries: {message}", E.MODEL_UNAVAILABLE) from None
+        if self._admission is not None:
+            await self._admit(result.admitted)
         for pct in result.budget.crossed if (result.budget and envelope) else ():
             await self._envelope_alert(envelope, pct, result.budget)
         self._economise(result.budget)
@@ -362,6 +362,39 @@ class AgentWorkflow:
         self._pending = []
         self._settled = []
         return result
+
+    # -- admission --------------------------------------------------------------------------
+
+    async def _admit(self, admitted: Admitted | None) -> None:
+        """Take the first call's admission: refused under a kill switch, else gated by the policy it resolved."""
+        self._admission = None
+        if admitted is None:  # a worker from before admission made the call: ask as those runs did
+            self._refuse_if_switched(await self._check_kill_switch())
+            admitted = Admitted(policy=await self._resolve_policy())
+        self._refuse_if_switched(admitted.switch)
+        self._policy = admitted.policy
+
+    async def _resolve_policy(self) -> PolicySet:
+        return await workflow.execute_local_activity(
+            "resolve_policy",
+            self._inp.release.spec.policy,
+            result_type=PolicySet,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=[E.POLICY_FILE_ERROR]),
+        )
+
+    async def _check_kill_switch(self) -> KillSwitchState | None:
+        return await workflow.execute_local_activity(
+            "check_kill_switch",
+            SwitchQuery(agent=self._inp.release.spec.name, tenant=self._inp.tenant),
+            result_type=KillSwitchState | None,
+            start_to_close_timeout=timedelta(seconds=10),
+        )
+
+    def _refuse_if_switched(self, switch: KillSwitchState | None) -> None:
+        if switch is not None:
+            self._set_state(RunState.FAILED, "nothing")
+            raise self._fail(f"refused at start: {switch.describe()}", E.RUN_STOPPED)
 
     # -- tools -----------------------------------------------------------------------------
 

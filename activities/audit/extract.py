@@ -211,6 +211,11 @@ class _Reader:
                 self.add(event, K.MODEL_CALL, model=request.model.name, outcome="failed", detail=error, **common)
                 return
             res: ModelCallResult = await self.decode(result, ModelCallResult)
+            if res.admitted is not None:  # a run's first call: the policy it is gated by, or its refusal
+                if res.admitted.policy is not None and self.facts is not None:
+                    self.facts.policy = res.admitted.policy
+                if res.admitted.switch is not None:
+                    return  # refused under a kill switch: no call was made (the run's failure says so)
             for call in res.message.tool_calls:
                 self.proposed[call.id] = call.arguments
             self.add(

@@ -15,6 +15,7 @@ from openai.types.chat import ChatCompletion
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.admission import Admissions
 from activities.budget import BudgetLedger
 from activities.model.endpoints import Endpoint, EndpointNotConfigured, EndpointRegistry
 from activities.model.errors import to_application_error
@@ -23,6 +24,7 @@ from activities.model.pricing import Pricing
 from activities.model.transcripts import TranscriptGap, TranscriptStore
 from activities.tools.catalog import CATALOG
 from contracts.errors import MODEL_CALL_REJECTED, MODEL_RESPONSE_INVALID, TRANSCRIPT_MISSING
+from contracts.budget import BudgetNote, EnvelopeRef
 from contracts.model import ChatMessage, ModelCallInput, ModelCallResult, ToolCall, Usage
 
 
@@ -59,7 +61,7 @@ def to_openai_messages(messages: list[ChatMessage], *, tool_results_as_user: boo
     return out
 
 
-#: How often a model call that is still waiting heartbeats (the workflow's heartbeat timeout is 15 s).
+#: How often a model call that is still waiting heartbeats (workers send heartbeats this often too).
 HEARTBEAT_EVERY = 5.0
 
 
@@ -77,26 +79,90 @@ async def _heartbeating(call: Any) -> Any:
         task.cancel()
 
 
+def _reply(resp: ChatCompletion, inp: ModelCallInput, forced_as_json: Any, tools: list) -> tuple[Any, ChatMessage, bool]:
+    """The endpoint's answer as the workflow's message: tool calls from `tool_calls`, from a forced
+    JSON answer, or parsed from the text (small open models write them there)."""
+    if not resp.choices:
+        raise ApplicationError("endpoint answered without choices", type=MODEL_RESPONSE_INVALID)
+    choice = resp.choices[0]
+    calls = [
+        ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
+        for c in (choice.message.tool_calls or [])
+        if getattr(c, "function", None) is not None
+    ]
+    from_text = False
+    if forced_as_json is not None and not calls:
+        call_id = f"call_{inp.step}_{forced_as_json.name}"
+        calls = [ToolCall(id=call_id, name=forced_as_json.name, arguments=choice.message.content or "{}")]
+        from_text = True
+    elif not calls and tools:
+        calls = parse_text_tool_calls(choice.message.content, {t.name for t in tools})
+        from_text = bool(calls)
+    reply = ChatMessage(role="assistant", content=None if from_text else choice.message.content, tool_calls=calls)
+    return choice, reply, from_text
+
+
 class ModelActivities:
+
     def __init__(
-        self, endpoints: EndpointRegistry, transcripts: TranscriptStore, pricing: Pricing | None = None, budget: BudgetLedger | None = None
-    ):
+        self, endpoints: EndpointRegistry, transcripts: TranscriptStore, pricing: Pricing | None = None,
+        budget: BudgetLedger | None = None, admissions: Admissions | None = None,
+    ):  # fmt: skip
         self._endpoints = endpoints
         self._transcripts = transcripts
         self._pricing = pricing or Pricing()
         self._budget = budget
+        self._admissions = admissions
         self._clients: dict[tuple[str, str], openai.AsyncOpenAI] = {}
 
     def _client(self, ep: Endpoint) -> openai.AsyncOpenAI:
         key = (ep.base_url, ep.api_key)
         client = self._clients.get(key)
         if client is None:
-            client = openai.AsyncOpenAI(base_url=ep.base_url, api_key=ep.api_key, max_retries=0)
+            # The client's aiohttp transport: the same proxies, certificates and timeouts as its
+            # default httpx one, at about half the CPU per call with many calls in flight.
+            client = openai.AsyncOpenAI(
+                base_url=ep.base_url, api_key=ep.api_key, max_retries=0, http_client=openai.DefaultAioHttpClient()
+            )
             self._clients[key] = client
         return client
 
+    async def aclose(self) -> None:
+        """Close the endpoints' connections (the worker stops)."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+
+    async def _write_and_settle(
+        self, inp: ModelCallInput, messages: list[ChatMessage], envelope: EnvelopeRef, reservation: str, cost: float
+    ) -> BudgetNote:
+        budget = self._budget
+        assert budget is not None
+        if budget.db_url != self._transcripts.db_url:
+            note = await budget.settle(envelope, reservation, cost)
+            await asyncio.to_thread(self._transcripts.write, inp.transcript_id, inp.base_seq, messages)
+            return note
+        try:
+            settled = await asyncio.to_thread(
+                self._transcripts.write, inp.transcript_id, inp.base_seq, messages,
+                also=lambda conn: budget.settle_in(conn, envelope, reservation, cost),
+            )  # fmt: skip
+        except Exception:
+            # Neither is written: book the cost on its own before this attempt fails (a retry calls again).
+            await budget.settle(envelope, reservation, cost)
+            raise
+        return budget.settled(settled)
+
     @activity.defn(name="call_model")
+
     async def call_model(self, inp: ModelCallInput) -> ModelCallResult:
+        admitted = None
+        if inp.admission is not None:  # a run's first call: refused under a kill switch, else its policy
+            if self._admissions is None:
+                raise ApplicationError("this worker cannot admit runs (no store for kill switches and policies)", type=MODEL_CALL_REJECTED, non_retryable=True)
+            admitted = await asyncio.to_thread(self._admissions.admit, inp.admission)
+            if admitted.switch is not None:
+                return ModelCallResult(message=ChatMessage(role="assistant"), usage=Usage(), model=inp.model.name, admitted=admitted, attempt=activity.info().attempt)
         try:
             ep = self._endpoints.resolve(inp.model.endpoint)
         except EndpointNotConfigured as e:
@@ -143,10 +209,10 @@ class ModelActivities:
             info = activity.info()
             reservation = f"{info.workflow_id}|{inp.step}|{info.attempt}"
             most = self._pricing.cost(model_name, envelope.max_prompt_tokens, inp.model.max_tokens)
-            note = await asyncio.to_thread(self._budget.reserve, envelope, reservation, most)
+            note = await self._budget.reserve(envelope, reservation, most)
             if not note.granted:  # not made, nothing spent: the workflow pauses or stops the run
                 return ModelCallResult(
-                    message=ChatMessage(role="assistant"), usage=Usage(), model=model_name, budget=note, attempt=info.attempt
+                    message=ChatMessage(role="assistant"), usage=Usage(), model=model_name, budget=note, admitted=admitted, attempt=info.attempt
                 )
         try:
             # The body is already plain JSON, so it goes through the client's documented low-level
@@ -158,43 +224,35 @@ class ModelActivities:
                 )
             )
         except BaseException as e:
-            if envelope is not None:  # nothing answered, nothing spent: release the hold
-                await asyncio.to_thread(self._budget.settle, envelope, reservation, 0.0)
+            if envelope is not None:  # nothing answered, nothing spent: the hold goes back
+                self._budget.release(reservation)
             if not isinstance(e, openai.OpenAIError):
                 raise
             if isinstance(e, (openai.APIStatusError, openai.APIConnectionError)):
                 raise to_application_error(e, ep.profile) from None
             raise ApplicationError(f"model call failed: {type(e).__name__}: {e}", type=MODEL_RESPONSE_INVALID) from None
-        # The endpoint answered: book what it cost before anything else can fail.
+        # The endpoint answered: what it cost is booked whatever happens next.
         u = resp.usage
         prompt_tokens = u.prompt_tokens if u else 0
         completion_tokens = u.completion_tokens if u else 0
         cost = self._pricing.cost(model_name, prompt_tokens, completion_tokens)
-        budget = await asyncio.to_thread(self._budget.settle, envelope, reservation, cost) if envelope is not None else None
-
-        if not resp.choices:
-            raise ApplicationError("endpoint answered without choices", type=MODEL_RESPONSE_INVALID)
-        choice = resp.choices[0]
-        calls = [
-            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
-            for c in (choice.message.tool_calls or [])
-            if getattr(c, "function", None) is not None
-        ]
-        from_text = False
-        if forced_as_json is not None and not calls:
-            call_id = f"call_{inp.step}_{forced_as_json.name}"
-            calls = [ToolCall(id=call_id, name=forced_as_json.name, arguments=choice.message.content or "{}")]
-            from_text = True
-        elif not calls and tools:
-            calls = parse_text_tool_calls(choice.message.content, {t.name for t in tools})
-            from_text = bool(calls)
-        reply = ChatMessage(
-            role="assistant", content=None if from_text else choice.message.content, tool_calls=calls
-        )
-        # One write per call: the new messages and the reply, at fixed positions (a retry rewrites them).
-        await asyncio.to_thread(self._transcripts.write, inp.transcript_id, inp.base_seq, [*inp.delta, reply])
+        try:
+            choice, reply, from_text = _reply(resp, inp, forced_as_json, tools)
+        except Exception:
+            if envelope is not None:
+                await self._budget.settle(envelope, reservation, cost)
+            raise
+        # One write per call: the new messages and the reply, at fixed positions (a retry rewrites
+        # them), in the same transaction as the call's settlement when the ledger is in that store.
+        messages = [*inp.delta, reply]
+        budget = None
+        if envelope is None:
+            await asyncio.to_thread(self._transcripts.write, inp.transcript_id, inp.base_seq, messages)
+        else:
+            budget = await self._write_and_settle(inp, messages, envelope, reservation, cost)
         return ModelCallResult(
             budget=budget,
+            admitted=admitted,
             message=reply,
             usage=Usage(
                 prompt_tokens=prompt_tokens,

@@ -125,6 +125,12 @@ class Recorded:
     status: int
 
 
+class _Server(ThreadingHTTPServer):
+    # A real endpoint accepts a burst of connections (a worker opens one per call in flight);
+    # socketserver's default backlog of 5 resets the rest.
+    request_queue_size = 256
+
+
 class ScriptedModel:
     """The server. `serve()` runs it on 127.0.0.1 on a free port and yields the base URL."""
 
@@ -233,7 +239,7 @@ class ScriptedModel:
                     return
                 self._send(*model.handle(body, {k.lower(): v for k, v in self.headers.items()}))
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = _Server(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="scripted-model", daemon=True).start()
         return server

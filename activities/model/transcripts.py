@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import Callable, TypeVar
 
-from sqlalchemy import delete, insert
+from sqlalchemy import Connection, bindparam, delete, insert
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from activities.db import engine_for
 from contracts.model import ChatMessage
+
+T = TypeVar("T")
 
 
 class TranscriptMessage(SQLModel, table=True):
@@ -23,6 +26,11 @@ class TranscriptMessage(SQLModel, table=True):
     transcript_id: str = Field(primary_key=True)
     seq: int = Field(primary_key=True)
     message: str
+
+
+_TABLE = TranscriptMessage.__table__
+_DROP_FROM = delete(_TABLE).where(_TABLE.c.transcript_id == bindparam("tid"), _TABLE.c.seq >= bindparam("seq"))
+_INSERT = insert(_TABLE)
 
 
 class TranscriptGap(LookupError):
@@ -52,11 +60,20 @@ class TranscriptStore:
         """The first `base_seq` messages, from the cache or the store; `TranscriptGap` if fewer are stored."""
         return self._prefix(transcript_id, base_seq)
 
-    def write(self, transcript_id: str, base_seq: int, messages: list[ChatMessage]) -> None:
-        """Store `messages` at positions `base_seq...` in one transaction (later positions are dropped)."""
+    @property
+    def db_url(self) -> str:
+        return self._db_url
+
+    def write(
+        self, transcript_id: str, base_seq: int, messages: list[ChatMessage], also: Callable[[Connection], T] | None = None
+    ) -> T | None:
+        """Store `messages` at positions `base_seq...` in one transaction (later positions are dropped).
+
+        `also` runs in the same transaction, on the same connection; its result is returned."""
         prefix = self._prefix(transcript_id, base_seq)
-        self._write(transcript_id, base_seq, messages)
+        result = self._write(transcript_id, base_seq, messages, also)
         self._remember(transcript_id, prefix + list(messages))
+        return result
 
     def load(self, transcript_id: str) -> list[ChatMessage]:
         with Session(engine_for(self._db_url)) as s:
@@ -81,22 +98,20 @@ class TranscriptStore:
             )
         return stored[:base_seq]
 
-    def _write(self, transcript_id: str, base_seq: int, messages: list[ChatMessage]) -> None:
-        # SQLAlchemy Core in one transaction: this runs on every model call, and an ORM session
-        # per message cost several times more CPU than the statements themselves.
-        table = TranscriptMessage.__table__
+    def _write(self, transcript_id: str, base_seq: int, messages: list[ChatMessage], also: Callable[[Connection], T] | None) -> T | None:
+        # SQLAlchemy Core in one transaction, with statements built once: this runs on every model
+        # call, and an ORM session per message cost several times more CPU than the statements themselves.
         with engine_for(self._db_url).begin() as conn:
-            conn.execute(
-                delete(table).where(table.c.transcript_id == transcript_id, table.c.seq >= base_seq)
-            )
+            conn.execute(_DROP_FROM, {"tid": transcript_id, "seq": base_seq})
             if messages:
                 conn.execute(
-                    insert(table),
+                    _INSERT,
                     [
                         {"transcript_id": transcript_id, "seq": base_seq + i, "message": m.model_dump_json(exclude_defaults=True)}
                         for i, m in enumerate(messages)
                     ],
                 )
+            return also(conn) if also is not None else None
 
     def _remember(self, transcript_id: str, full: list[ChatMessage]) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 
+from sqlalchemy import bindparam
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 from temporalio import activity
@@ -53,6 +54,10 @@ class Ticket(SQLModel, table=True):
         return f"INC{self.id:07d}"
 
 
+_PEOPLE = DirectoryPerson.__table__
+_PERSON_BY_EMAIL = select(_PEOPLE).where(_PEOPLE.c.email == bindparam("email"))
+
+
 class ItDeskActivities:
     """Tool activities bound to the database they work on."""
 
@@ -64,10 +69,9 @@ class ItDeskActivities:
         return await asyncio.to_thread(self._lookup, args.email.lower())
 
     def _lookup(self, email: str) -> RequesterRecord:
-        # A Core select: an ORM session per lookup cost several times the query itself.
-        table = DirectoryPerson.__table__
+        # A Core select built once: an ORM session per lookup cost several times the query itself.
         with engine_for(self._db_url).connect() as conn:
-            p = conn.execute(select(table).where(table.c.email == email)).first()
+            p = conn.execute(_PERSON_BY_EMAIL, {"email": email}).first()
         if p is None:
             return RequesterRecord(found=False, email=email)
         return RequesterRecord(
