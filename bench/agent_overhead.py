@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib.util
 import json
 import multiprocessing
@@ -40,6 +41,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.db import dispose_all
+from activities.keys import KeyRing
 from activities.model.endpoints import Endpoint, EndpointRegistry
 from activities.model.scripted import Reply, ScriptedModel, turn_index
 from activities.tools.it_desk_activities import seed_directory
@@ -49,7 +51,7 @@ from bench.bare import BareWorkflow, noop
 from contracts import search
 from contracts.agent import AgentRelease
 from contracts.run import AgentRunInput
-from workers.codec import data_converter
+from workers.codec import EncryptionCodec, data_converter
 from workers.devserver import FAST_DYNAMIC_CONFIG, SQLITE_PRAGMAS, temporal_cli
 from workers.metrics import FactoryMetrics
 from workers.worker import WorkerParts, build_worker
@@ -281,13 +283,19 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 | ({"envelope": None} if args.no_envelope else {})
             )
             # The factory side as it ships: its client and worker use the factory's data converter
-            # (`workers.codec`, with encryption off); the bare side temporalio's pydantic one.
-            factory_client = Client(env.client.service_client, namespace=env.client.namespace, data_converter=data_converter(None))
-            sides = Sides(env.client, factory_client, release.model_copy(update={"spec": spec}), bare_queue, 2 * k + 1)
+            # (`workers.codec`), the bare side temporalio's pydantic one. With `--codec` both sides
+            # encrypt their payloads with the factory's codec, as a deployment that needs it would.
+            ring = KeyRing.generate("bench") if args.codec else None
+            factory_client = Client(env.client.service_client, namespace=env.client.namespace, data_converter=data_converter(ring))
+            bare_client = env.client
+            if ring is not None:
+                bare_converter = dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(ring))
+                bare_client = Client(env.client.service_client, namespace=env.client.namespace, data_converter=bare_converter)
+            sides = Sides(bare_client, factory_client, release.model_copy(update={"spec": spec}), bare_queue, 2 * k + 1)
             factory_worker = build_worker(
                 factory_client, factory_queue, WorkerParts(db_url=db_url, endpoints=endpoints, metrics=FactoryMetrics()), sandboxed=args.factory_sandbox
             )
-            bare_worker = Worker(env.client, task_queue=bare_queue, workflows=[BareWorkflow], activities=[noop])
+            bare_worker = Worker(bare_client, task_queue=bare_queue, workflows=[BareWorkflow], activities=[noop])
             async with factory_worker, bare_worker:
                 return await measure(args, sides, Meter(server, model.pid))
         finally:
@@ -324,6 +332,7 @@ async def measure(args: argparse.Namespace, sides: Sides, meter: Meter) -> dict[
         "concurrency": args.concurrency, "server_store": "memory" if args.in_memory else "sqlite-wal",
         "factory_runner": "sandboxed" if args.factory_sandbox else "unsandboxed (production default)",
         "model": "in-process" if args.model_in_process else "child-process",
+        "codec": "aes-gcm, both sides" if args.codec else "off",
         "bytecode_cache": _bytecode_cached(agent_module),
     }  # fmt: skip
     for side in order:
@@ -361,7 +370,8 @@ def report(out: dict[str, Any]) -> None:
         f"\nagent overhead: {out['runs']} runs x {out['rounds']} rounds per side, K={k} tool steps "
         f"({out['activities_per_run']} activities/run), {out['concurrency']} in flight, "
         f"server store {out['server_store']}, model {out['model']}, "
-        f"workflow runner: factory {out.get('factory_runner', '?')}, bare sandboxed (temporalio default)"
+        f"workflow runner: factory {out.get('factory_runner', '?')}, bare sandboxed (temporalio default), "
+        f"payload encryption {out.get('codec', 'off')}"
     )
     print(f"{'side':<8} {'runs/s':>7} {'p50 s':>6} {'p95 s':>6}   CPU ms/run: {'worker':>6} {'server':>6} {'model':>6}   rounds")
     for side in ("bare", "factory"):
@@ -402,6 +412,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model-in-process", action="store_true", help="serve the scripted model from the worker process")
     p.add_argument("--only", choices=("bare", "factory"), help="measure one side (for profiling)")
     p.add_argument("--no-envelope", action="store_true", help="run the agent without its cost envelope (to see what the ledger costs)")
+    p.add_argument("--codec", action="store_true", help="encrypt both sides' payloads with the factory's AES-GCM codec (factory workers do by default)")
     p.add_argument(
         "--factory-sandbox", action="store_true",
         help="run the factory's workflows in Temporal's sandbox too (production workers run them unsandboxed "

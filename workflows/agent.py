@@ -347,8 +347,6 @@ class AgentWorkflow:
                 if kind == E.POLICY_FILE_ERROR:
                     raise self._fail(f"policy {spec.policy!r} could not be loaded: {message}", kind) from None
                 raise self._fail(f"model call failed after retries: {message}", E.MODEL_UNAVAILABLE) from None
-        if self._admission is not None:
-            await self._admit(result.admitted)
         for pct in result.budget.crossed if (result.budget and envelope) else ():
             await self._envelope_alert(envelope, pct, result.budget)
         self._economise(result.budget)
@@ -361,6 +359,8 @@ class AgentWorkflow:
         self._seq = base + len(delta) + 1
         self._pending = []
         self._settled = []
+        if self._admission is not None:  # after the bookkeeping: a call an older worker made is counted
+            await self._admit(result.admitted)
         return result
 
     # -- admission --------------------------------------------------------------------------

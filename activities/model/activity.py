@@ -154,15 +154,18 @@ class ModelActivities:
         return budget.settled(settled)
 
     @activity.defn(name="call_model")
-
     async def call_model(self, inp: ModelCallInput) -> ModelCallResult:
         admitted = None
         if inp.admission is not None:  # a run's first call: refused under a kill switch, else its policy
             if self._admissions is None:
-                raise ApplicationError("this worker cannot admit runs (no store for kill switches and policies)", type=MODEL_CALL_REJECTED, non_retryable=True)
+                raise ApplicationError(
+                    "this worker cannot admit runs (no store for kill switches and policies)", type=MODEL_CALL_REJECTED, non_retryable=True
+                )
             admitted = await asyncio.to_thread(self._admissions.admit, inp.admission)
-            if admitted.switch is not None:
-                return ModelCallResult(message=ChatMessage(role="assistant"), usage=Usage(), model=inp.model.name, admitted=admitted, attempt=activity.info().attempt)
+            if admitted.switch is not None:  # refused: no call is made
+                return ModelCallResult(
+                    message=ChatMessage(role="assistant"), usage=Usage(), model=inp.model.name, admitted=admitted, attempt=activity.info().attempt
+                )
         try:
             ep = self._endpoints.resolve(inp.model.endpoint)
         except EndpointNotConfigured as e:
