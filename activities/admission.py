@@ -11,16 +11,13 @@ recorded then).
 
 from __future__ import annotations
 
-from temporalio.exceptions import ApplicationError
-
+from activities.policy import PolicyActivities
 from activities.switches import active_switch
 from contracts.control import Admission, Admitted
-from contracts.errors import POLICY_FILE_ERROR
-from policies.loader import PolicyFileError, PolicyStore
 
 
 class Admissions:
-    def __init__(self, db_url: str, policies: PolicyStore) -> None:
+    def __init__(self, db_url: str, policies: PolicyActivities) -> None:
         self.db_url = db_url
         self.policies = policies
 
@@ -29,7 +26,4 @@ class Admissions:
         switch = active_switch(self.db_url, admission.agent, admission.tenant)
         if switch is not None:
             return Admitted(switch=switch)
-        try:
-            return Admitted(policy=self.policies.get(admission.policy))
-        except PolicyFileError as e:
-            raise ApplicationError(str(e), type=POLICY_FILE_ERROR, non_retryable=True) from None
+        return Admitted(policy=self.policies.policy_set(admission.policy))

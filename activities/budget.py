@@ -174,7 +174,8 @@ class BudgetLedger:
 
     async def reserve(self, ref: EnvelopeRef, reservation: str, amount: float) -> BudgetNote:
         """Hold `amount` for one call if the envelope has room for it: from this worker's lease,
-        growing the lease (one transaction) when it has too little free."""
+        growing the lease (one transaction) when it has too little free. A refusal carries what the
+        ledger holds; a grant carries no figures (its settlement does)."""
         lease = self._lease(ref.key)
         if not lease.take(reservation, amount):
             async with lease.lock:  # one growth at a time per lease; the others then find room

@@ -13,6 +13,7 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from contracts.errors import POLICY_FILE_ERROR
 from contracts.policy import PolicySet
 from policies.loader import PolicyFileError, PolicyStore
 
@@ -21,9 +22,13 @@ class PolicyActivities:
     def __init__(self, store: PolicyStore | None = None) -> None:
         self.store = store or PolicyStore()
 
-    @activity.defn(name="resolve_policy")
-    async def resolve_policy(self, name: str) -> PolicySet:
+    def policy_set(self, name: str) -> PolicySet:
+        """The bundle `name` and the directory; a bundle that cannot be loaded fails the run, not retried."""
         try:
             return self.store.get(name)
         except PolicyFileError as e:
-            raise ApplicationError(str(e), type="PolicyFileError", non_retryable=True) from None
+            raise ApplicationError(str(e), type=POLICY_FILE_ERROR, non_retryable=True) from None
+
+    @activity.defn(name="resolve_policy")
+    async def resolve_policy(self, name: str) -> PolicySet:
+        return self.policy_set(name)

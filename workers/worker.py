@@ -91,7 +91,7 @@ class WorkerParts:
 
     def activities(self, budget: BudgetLedger | None = None) -> list:
         """The activities of one worker; `budget` is its envelope ledger (leases are per worker)."""
-        admissions = Admissions(self.db_url, self.policies.store)
+        admissions = Admissions(self.db_url, self.policies)
         model = ModelActivities(self.endpoints, TranscriptStore(self.db_url), self.pricing, budget or BudgetLedger(self.db_url), admissions)
         desk = ItDeskActivities(self.db_url)
         notify = NotifyActivities(self.db_url, self.webhook_url)
@@ -115,8 +115,8 @@ def build_worker(client: Client, task_queue: str, parts: WorkerParts, *, sandbox
         sandboxed = sandbox_enabled()
     budget = BudgetLedger(parts.db_url)
     activities = parts.activities(budget)
-    # Activity owners with connections to close (the model endpoints' clients).
-    owners = {id(o): o for a in activities if callable(getattr(o := getattr(a, "__self__", None), "aclose", None))}
+    # Activity owners with connections to close when the worker stops (the model endpoints' clients).
+    owners = {id(a.__self__): a.__self__ for a in activities if hasattr(getattr(a, "__self__", None), "aclose")}
 
     @asynccontextmanager
     async def lifetime() -> AsyncIterator[None]:

@@ -111,6 +111,8 @@ class ModelActivities:
         self._endpoints = endpoints
         self._transcripts = transcripts
         self._pricing = pricing or Pricing()
+        if budget is not None and budget.db_url != transcripts.db_url:
+            raise ValueError("the envelope ledger and the transcripts must share one store (a call settles with its transcript)")
         self._budget = budget
         self._admissions = admissions
         self._clients: dict[tuple[str, str], openai.AsyncOpenAI] = {}
@@ -138,10 +140,6 @@ class ModelActivities:
     ) -> BudgetNote:
         budget = self._budget
         assert budget is not None
-        if budget.db_url != self._transcripts.db_url:
-            note = await budget.settle(envelope, reservation, cost)
-            await asyncio.to_thread(self._transcripts.write, inp.transcript_id, inp.base_seq, messages)
-            return note
         try:
             settled = await asyncio.to_thread(
                 self._transcripts.write, inp.transcript_id, inp.base_seq, messages,
