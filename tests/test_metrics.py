@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 
@@ -41,6 +42,11 @@ async def test_metric_totals_equal_the_audit_records(client, db_url, tmp_path):
     async with factory_with(client, db_url, model, policy_root=root, metrics=metrics) as f:
         runs = {n: await f.start(INPUTS[n], policy="recon", requester="jonas.berg", run_key=f"m-{n}-{tmp_path.name[-6:]}") for n in NAMES}
         await parked(runs["approved"])
+        # The run shows its request before the notification activity that counts it has finished.
+        for _ in range(200):
+            if total(metrics, "aifactory_approvals_pending"):
+                break
+            await asyncio.sleep(0.05)
         assert total(metrics, "aifactory_approvals_pending") == 1
         await f.factory.decide(runs["approved"].workflow_id, "maria.keller", "approve", note="ok")
         outcomes = Counter()
