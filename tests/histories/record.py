@@ -12,7 +12,11 @@ patch marker; `input_gated_*` ones were started with `policy_gate` in the run
 input (no marker) and carry the calls that ran nothing with each model call;
 `checked_at_start_*` and `refused_at_start_*` were started with `kill_switch_check`
 too, and asked the two local activities at start (`resolve_policy`,
-`check_kill_switch`) that the first model call's admission replaced.
+`check_kill_switch`) that the first model call's admission replaced;
+`admitted_*` ones were started with the whole release and `admit_in_first_call`
+in the run input (admission in the first model call), before the worker resolved
+releases itself: one approved after a refusal, one stopped by a kill switch while
+it waited for approval, and the last execution of one that continued as new.
 
 Each scenario runs on a throwaway dev server against the scripted model and
 writes `tests/histories/<scenario>.json`.
@@ -49,10 +53,17 @@ P1_FINAL = {**FINAL, "priority": "P1", "summary": "Outlook down for the whole fl
 #: Scenarios recorded with a kill switch on for the run's tenant.
 SWITCHED = {"refused_at_start_by_switch"}
 
+#: Scenarios stopped by a kill switch (the `stop` update) once they wait for approval.
+STOPPED = {"admitted_stopped_while_waiting"}
+
+#: Scenarios that continue as new after this many history events (the last execution is recorded).
+CONTINUED = {"admitted_continued_as_new": 12}
+
 #: Scenarios that park on an approval: who decides once the run is waiting.
 DECISIONS = {
     "gated_approved_after_refusal": [("approve", "tom.becker"), ("approve", "maria.keller")],
     "input_gated_invalid_then_approved": [("reject", "omar.haddad"), ("approve", "maria.keller")],
+    "admitted_approved_after_refusal": [("approve", "tom.becker"), ("approve", "maria.keller")],
 }
 
 SCENARIOS: dict[str, list[Reply]] = {
@@ -86,6 +97,21 @@ SCENARIOS: dict[str, list[Reply]] = {
         Reply.text(FINAL),
     ],
     "refused_at_start_by_switch": [Reply.text(FINAL)],
+    "admitted_approved_after_refusal": [
+        Reply.tool("lookup_requester", {"email": "jonas.berg@example.com"}),
+        Reply.tool("create_ticket", P1),
+        Reply.text(P1_FINAL),
+    ],
+    "admitted_stopped_while_waiting": [
+        Reply.tool("lookup_requester", {"email": "jonas.berg@example.com"}),
+        Reply.tool("create_ticket", P1),
+        Reply.text(P1_FINAL),
+    ],
+    "admitted_continued_as_new": [
+        Reply.tool("lookup_requester", {"email": "jonas.berg@example.com"}),
+        Reply.tool("create_ticket", CREATE),
+        Reply.text(FINAL),
+    ],
 }
 
 
@@ -104,7 +130,21 @@ async def record() -> None:
                 if name in SWITCHED:
                     set_switch(db_url, SwitchScope.TENANT, "acme", reason="recorded", by="maria.keller")
                 async with factory_with(env.client, db_url, ScriptedModel(Turns(script))) as f:
-                    run = await f.start(TICKET, run_key=name, requester="tom.becker")
+                    if name in CONTINUED:
+                        from contracts.run import AgentRunInput
+
+                        run = await f.factory.start_prepared(
+                            AgentRunInput(release=f.release(), input=TICKET, tenant="acme", run_key=name,
+                                          requester="tom.becker", history_budget_events=CONTINUED[name])
+                        )
+                    else:
+                        run = await f.start(TICKET, run_key=name, requester="tom.becker")
+                    if name in STOPPED:
+                        from contracts.control import StopOrder, StopAnswer
+
+                        while (await run.status()).approval is None:
+                            await asyncio.sleep(0.05)
+                        await run.handle.execute_update("stop", StopOrder(by="maria.keller", reason="recorded", switch_id=1), result_type=StopAnswer)
                     if name in DECISIONS:
                         while (await run.status()).approval is None:
                             await asyncio.sleep(0.05)
