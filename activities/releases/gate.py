@@ -1,21 +1,63 @@
 """The admission gate: an agent runs in the factory only if it meets the deployment standard.
 
-Not workflow-safe. One `Problem` per gap: file, field, what was expected.
+Not workflow-safe (reads files). One `Problem` per gap: file, field, what was
+expected. `aifactory check` prints them; the worker's release registry
+(`activities.releases.registry`) admits only releases with none, so a run
+started past the CLI and the client is held to the same gate.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
+from activities.releases.loader import LoadedAgent, Problem, _rel, discover
 from activities.tools.catalog import CATALOG
-from aifactory.evalset import BASELINE, gate_problems
-from aifactory.registry import LoadedAgent, Problem, _rel, discover
-from contracts.agent import WITHDRAW, semver_key
+from contracts.agent import WITHDRAW, AgentRelease, semver_key
 from contracts.schema import schema_definition_problems, schema_problems
 from policies.loader import PolicyFileError, PolicyStore
 
+BASELINE = "baseline.json"
+CASES = "cases.yaml"
+#: Data classes whose runs are never started or decided in clear text.
+NEEDS_ENCRYPTION = frozenset({"pii", "financial", "health", "credentials"})
 
-def check_agent(agent: LoadedAgent, *, evaluation_gate: bool = True) -> list[Problem]:
+
+def fingerprint(release: AgentRelease) -> str:
+    """What an evaluation vouches for: prompt, model settings, output schema, tool contracts."""
+    spec = release.spec
+    tools = {name: CATALOG[name].schema_for_model().model_dump(mode="json") for name in sorted(spec.tools) if name in CATALOG}
+    material = {
+        "prompt_sha256": release.prompt_sha256,
+        "model": spec.model.model_dump(mode="json"),
+        "required_tools": spec.required_tools,
+        "output_schema": spec.output_schema,
+        "tools": tools,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def read_baseline(agent_dir: Path) -> dict[str, Any] | None:
+    path = agent_dir / "eval" / BASELINE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def evaluation_problems(agent_dir: Path, release: AgentRelease) -> list[tuple[str, str]]:
+    """(field, problem) of `eval/baseline.json`: is what ships what the accepted evaluation vouched for?"""
+    if not (agent_dir / "eval" / CASES).exists():
+        return []
+    baseline = read_baseline(agent_dir)
+    if baseline is None:  # the gate holds from an agent's first accepted evaluation on
+        return []
+    if baseline.get("fingerprint") != fingerprint(release):
+        return [("fingerprint", "the prompt, model settings or tool contracts changed since the accepted evaluation: "
+                 f"run `aifactory eval {release.spec.name} --accept` and commit the new baseline")]  # fmt: skip
+    return []
+
+
+def check_agent(agent: LoadedAgent, *, evaluation_gate: bool = True, policies: PolicyStore | None = None) -> list[Problem]:
     """Every gap in the deployment standard; `evaluation_gate` also asks for an accepted evaluation."""
     problems = list(agent.problems)
     release = agent.release
@@ -40,16 +82,20 @@ def check_agent(agent: LoadedAgent, *, evaluation_gate: bool = True) -> list[Pro
             problems.append(Problem(spec_file, "required_tools", f"{tool!r} must also be listed in tools"))
     if len(set(spec.tools)) != len(spec.tools):
         problems.append(Problem(spec_file, "tools", "each tool is listed once"))
+    if spec.clear_payloads:
+        sensitive = sorted({c.value for t in spec.tools if t in CATALOG for c in CATALOG[t].meta.data_classes} & NEEDS_ENCRYPTION)
+        if sensitive:
+            problems.append(Problem(spec_file, "clear_payloads", f"not allowed: the agent's tools touch {', '.join(sensitive)} data, whose runs must be encrypted"))
     if spec.envelope is None:
         problems.append(Problem(spec_file, "envelope", "a cost envelope is required (limit_usd per day or month, per tenant or global)"))
     if spec.rollback_to != WITHDRAW and semver_key(spec.rollback_to) >= semver_key(spec.version):
         problems.append(Problem(spec_file, "rollback_to", f"must be a version earlier than {spec.version}"))
     try:
-        PolicyStore().get(spec.policy)
+        (policies or PolicyStore()).get(spec.policy)
     except PolicyFileError as e:
         problems.append(Problem(spec_file, "policy", f"bundle {spec.policy!r} cannot be used: {e}"))
     if evaluation_gate:
-        for field, message in gate_problems(agent.folder, release):
+        for field, message in evaluation_problems(agent.folder, release):
             problems.append(Problem(_rel(agent.folder / "eval" / BASELINE), field, message))
     if not any(problems) and not schema_definition_problems(spec.input_schema):
         for name, sample in agent.samples.items():
