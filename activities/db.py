@@ -54,6 +54,7 @@ def _import_tables() -> None:
     # Table modules register themselves on SQLModel.metadata when imported.
     import activities.audit.store  # noqa: F401
     import activities.budget  # noqa: F401
+    import activities.codec_keys  # noqa: F401
     import activities.model.transcripts  # noqa: F401
     import activities.notify  # noqa: F401
     import activities.switches  # noqa: F401

@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -89,13 +89,20 @@ def _b64(value: str, where: str) -> bytes:
         raise KeyRingError(f"{where}: not valid base64") from None
 
 
-def key_ring_from_env(env: Mapping[str, str], home: Path, *, prefix: str, embedded: bool) -> KeyRing:
-    """The ring `<prefix>_KEYS` or `<prefix>_KEY_FILE` names, else the embedded default's key file."""
+def key_ring_from_env(
+    env: Mapping[str, str], home: Path | None, *, prefix: str, embedded: bool, require_home: Callable[[], Path] | None = None
+) -> KeyRing:
+    """The ring `<prefix>_KEYS` or `<prefix>_KEY_FILE` names, else the embedded default's key file
+    in the factory home (`require_home` says why there is none, when there is none)."""
     if env.get(f"{prefix}_KEYS"):
         return KeyRing.parse_env(env[f"{prefix}_KEYS"], f"{prefix}_KEYS")
     if env.get(f"{prefix}_KEY_FILE"):
         return KeyRing.load(Path(env[f"{prefix}_KEY_FILE"]))
     name = prefix.removeprefix("AIFACTORY_").lower()
+    if home is None:
+        if require_home is not None:
+            require_home()
+        raise KeyRingError(f"no {name} keys: set {prefix}_KEY_FILE or {prefix}_KEYS")
     default = home / "keys" / f"{name}.json"
     if default.exists():
         return KeyRing.load(default)

@@ -65,12 +65,18 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         )
         for error in report.errors:
             print(f"  not exported: {error}", file=sys.stderr)
-        return 1 if report.errors else 0
+        for gap in report.gaps:
+            print(f"  GAP {gap}", file=sys.stderr)
+        return 1 if report.errors or report.gaps else 0
     if args.action == "verify":
         report = verify(settings.db_url, settings.audit_key_ring(), workflow_id=args.run)
         for problem in report.problems:
             print(f"TAMPERED {problem}")
-        verdict = "ok" if report.ok else f"{len(report.problems)} run(s) fail"
+        for gap in report.gaps:
+            print(f"GAP {gap}")
+        verdict = "ok" if report.ok else ", ".join(
+            part for part in (f"{len(report.problems)} run(s) fail" if report.problems else "", f"{len(report.gaps)} gap(s)" if report.gaps else "") if part
+        )
         print(f"verify: {report.runs} runs, {report.records} records, {report.anchors} anchors: {verdict}")
         return 0 if report.ok else 1
     if args.action == "query":
@@ -142,6 +148,9 @@ def _line(r: dict[str, Any]) -> str:
         rule = f" ({r.get('decision')} by {r.get('rule_id')})" if r.get("decision") else ""
         tail = f" · {r['detail']}" if r.get("detail") else ""
         return f"{step}tool {r.get('tool')} {json.dumps(r.get('arguments'), sort_keys=True)}: {r.get('outcome')}{rule}{who}{tail}"
+    if kind == "run_admitted":
+        policy = f" · policy {r['policy']} (sha256 {r.get('policy_sha256')})" if r.get("policy") else ""
+        return f"run_admitted · {r.get('outcome')} · {r.get('detail') or ''}{policy}"
     parts = [kind]
     for key in ("tool", "person", "group", "request_id", "outcome", "note", "detail"):
         if r.get(key):
@@ -157,12 +166,20 @@ def cmd_codec_server(args: argparse.Namespace, settings: Settings) -> int:
     if ring is None:
         raise AuditCliError("payload encryption is off (AIFACTORY_CODEC=off): there is nothing to decode")
     token = os.environ.get("AIFACTORY_CODEC_SERVER_TOKEN") or secrets.token_urlsafe(24)
+    encode_token = (os.environ.get("AIFACTORY_CODEC_SERVER_ENCODE_TOKEN") or secrets.token_urlsafe(24)) if args.encode else None
     origins = tuple(args.origin) if args.origin else None
-    config = CodecServerConfig(EncryptionCodec(ring), tokens=(token,), **({"origins": origins} if origins else {}))
+    config = CodecServerConfig(
+        EncryptionCodec(ring), tokens=(token,), encode_tokens=(encode_token,) if encode_token else (),
+        **({"origins": origins} if origins else {}),
+    )  # fmt: skip
     server = CodecServer(config, host=args.host, port=args.port)
-    print(f"codec server on {server.url} (decode only) for UI origins {', '.join(config.origins)}")
+    print(f"codec server on {server.url} ({'decode, and encode with its own token' if encode_token else 'decode only'}) for UI origins {', '.join(config.origins)}")
     print(f"In the Temporal UI, set the codec server endpoint to: {server.url}/{token}")
-    print("(or send 'Authorization: Bearer <token>'; set AIFACTORY_CODEC_SERVER_TOKEN to choose the token)", flush=True)
+    print("(or send 'Authorization: Bearer <token>'; set AIFACTORY_CODEC_SERVER_TOKEN to choose the token)")
+    if encode_token:
+        print(f"To start runs with the temporal CLI: --codec-endpoint {server.url}/{encode_token}")
+        print("(keep it like a password: it encrypts anything; set AIFACTORY_CODEC_SERVER_ENCODE_TOKEN to choose it)")
+    sys.stdout.flush()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -188,7 +205,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
 
-    cs = sub.add_parser("codec-server", help="decode-only codec server for the Temporal UI")
+    cs = sub.add_parser("codec-server", help="codec server: decodes for the Temporal UI; --encode also encodes for trusted starters")
+    cs.add_argument("--encode", action="store_true", help="also serve /encode, with a separate token (for `temporal workflow start`)")
     cs.add_argument("--host", default="127.0.0.1")
     cs.add_argument("--port", type=int, default=8089)
     cs.add_argument("--origin", action="append", help="a UI origin allowed by CORS (repeatable; default the local UI)")

@@ -4,7 +4,7 @@ Not workflow-safe.
 
     aifactory agents list|show NAME      what is admitted, who owns it, which version
     aifactory check [AGENT ...]          the admission gate (exit 1 with one line per problem)
-    aifactory run AGENT --tenant T --input JSON|@file [--run-key K] [--wait] [--json]
+    aifactory run AGENT --tenant T --input JSON|@file [--run-key K] [--version V] [--label K=V] [--wait] [--json]
     aifactory status RUN                 where a run is (step, cost, what it waits on)
     aifactory approvals list [--group G] [--json]      runs waiting for a person
     aifactory approve RUN --as PERSON [--note ...]     approve what RUN waits for
@@ -36,12 +36,13 @@ from typing import Any
 
 from aifactory import audit_cli, control_cli, model_cli
 from workers.local_model import ModelInstallError
-from aifactory.check import check_agent, check_all
+from activities.releases.gate import check_agent, check_all
 from aifactory.client import AgentNotAdmitted, ApprovalRefused, FactoryClient, RunFailed, RunInputRejected, RunRefused
 from activities.switches import SwitchError
-from aifactory.registry import AgentNotFound, discover, find_agent
+from activities.releases.loader import AgentNotFound, discover, find_agent
 from activities.keys import KeyRingError
-from workers.settings import Settings
+from aifactory.stack_lock import StackRunning
+from workers.settings import FactoryHomeNotFound, Settings
 
 
 class CliError(Exception):
@@ -155,7 +156,15 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     payload = _read_input(args.input)
     factory = await FactoryClient.connect(settings)
     run_key = args.run_key or f"cli-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    handle = await factory.start_run(args.agent, payload, tenant=args.tenant, run_key=run_key, requester=args.requester)
+    labels: dict[str, str] = {}
+    for item in args.label or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CliError(f"--label {item!r}: expected KEY=VALUE")
+        labels[key.strip()] = value
+    handle = await factory.start_run(
+        args.agent, payload, tenant=args.tenant, run_key=run_key, requester=args.requester, version=args.version, labels=labels
+    )
     verb = "started" if handle.started else "already exists (same business key); not started again"
     if not args.wait:
         if args.json:
@@ -264,7 +273,13 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     from aifactory.stack import factory_stack
+    from aifactory.stack_lock import home_lock
 
+    with home_lock(settings.home):
+        return await _dev(args, settings, factory_stack)
+
+
+async def _dev(args: argparse.Namespace, settings: Settings, factory_stack) -> int:
     async with factory_stack(settings, model=args.model) as stack:
         print(f"AI Factory dev · model: {stack.model_note}")
         print(f"Temporal at {settings.address} · worker on task queue '{settings.task_queue}'")
@@ -293,8 +308,10 @@ async def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from aifactory.demo import run_demo
+    from aifactory.stack_lock import home_lock
 
-    return asyncio.run(run_demo(settings, model=args.model, agent=args.agent))
+    with home_lock(settings.home):
+        return asyncio.run(run_demo(settings, model=args.model, agent=args.agent))
 
 
 # -- parser ------------------------------------------------------------------------------------
@@ -318,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--input", required=True, help="JSON text, or @file")
     r.add_argument("--run-key", help="business key of the run (default: generated)")
     r.add_argument("--requester", default="cli")
+    r.add_argument("--version", help="pin a release (1.3.0, or 1.3.0+prompt.<hash>); default: the workers' current one")
+    r.add_argument("--label", action="append", help="KEY=VALUE, kept with the run's audit story (repeatable)")
     r.add_argument("--wait", action="store_true", help="wait for the result")
     r.add_argument("--json", action="store_true")
 
@@ -371,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             result = asyncio.run(result)
         return int(result or 0)
     except (CliError, audit_cli.AuditCliError, model_cli.ModelCliError, control_cli.ControlCliError, ModelInstallError, RunRefused, SwitchError, KeyRingError, RunInputRejected,
-            AgentNotAdmitted, AgentNotFound) as e:
+            AgentNotAdmitted, AgentNotFound, FactoryHomeNotFound, StackRunning) as e:
         print(f"aifactory {args.command}: {e}", file=sys.stderr)
         return 2
     except ConnectionError as e:

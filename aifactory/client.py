@@ -1,8 +1,11 @@
 """`FactoryClient`: how business systems start agent runs and read their results.
 
-Not workflow-safe. Input is checked against the agent's input schema before
-anything starts, and a refused input raises `RunInputRejected` with one
-sentence per problem, naming the field. A run's workflow id is its business key
+Not workflow-safe. A start sends the agent's name, the tenant, the run key and
+the business input (optionally a version pin and labels): the worker resolves
+everything that governs the run. The client checks the input against the
+agent's input schema before anything starts, where it can see the agent, and a
+refused input raises `RunInputRejected` with one sentence per problem, naming
+the field. A run's workflow id is its business key
 (`agent/<name>/<tenant>/<run key>`), so starting the same run twice returns the
 first run instead of starting another.
 
@@ -20,26 +23,39 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from aifactory.check import check_agent
-from aifactory.registry import find_agent
+from activities.releases.gate import check_agent
+from activities.releases.loader import AgentNotFound, find_agent
+from activities.releases.registry import ReleaseRefused, ReleaseRegistry
 from contracts import search
 from contracts.agent import AgentRelease, Envelope
 from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, Verdict
+from activities.codec_keys import check_codec_keys
 from activities.switches import active_switch, lift_switch, set_switch
 from activities.budget import BudgetLedger
 from contracts.budget import BudgetDecision
 from contracts.control import KillSwitchState, StopAnswer, StopOrder, SwitchScope
-from contracts.errors import APPROVAL_REFUSED
+from contracts.errors import APPROVAL_REFUSED, RELEASE_UNKNOWN
 from contracts.run import AgentRunInput, AgentRunResult, RunFailure, RunStatus, run_workflow_id
 from contracts.schema import schema_problems
 from policies.loader import policies_dir
 from workers.settings import Settings, connect
 from workflows.agent import AgentWorkflow
+
+
+#: A run whose workflow task has been tried this often is failing it, not busy: it cannot take a stop order.
+WEDGED_ATTEMPTS = 3
 
 
 class RunInputRejected(ValueError):
@@ -115,20 +131,37 @@ class RunHandle:
 
 
 class FactoryClient:
-    def __init__(self, client: Client, agents_dir: Path, *, evaluation_gate: bool = True, db_url: str | None = None) -> None:
+    def __init__(
+        self, client: Client, agents_dir: Path | None = None, *, evaluation_gate: bool = True, db_url: str | None = None,
+        releases: ReleaseRegistry | None = None, task_queue: str = "aifactory-agents",
+    ) -> None:  # fmt: skip
         self.client = client
         self.agents_dir = agents_dir
+        """Where the client reads agents to check inputs before starting (None: the worker checks them)."""
         self.evaluation_gate = evaluation_gate
         """False only for `aifactory eval`, which must run an agent whose evaluation is pending."""
         self.db_url = db_url
         """The factory's SQL store, where kill switches are kept. Given it, a start under a switch is
         refused here with `RunRefused`; without it the run itself refuses at its first step."""
+        self.releases = releases
+        """The releases the workers run, where the caller has them (tests, `aifactory eval`): starts are
+        checked against these instead of the agents folder."""
+        self.task_queue = task_queue
+        """Where runs start when the client cannot see the agent's spec (its `task_queue` otherwise)."""
         self._admitted: dict[str, tuple[tuple, AgentRelease]] = {}
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> "FactoryClient":
+        """A client with the settings of the environment: the factory's home (or `AIFACTORY_DB_URL`),
+        its Temporal address and its key ring, which must be the workers' (`KeyRingError` if not).
+        Outside a project with no `AIFACTORY_HOME`, `FactoryHomeNotFound` names the setting."""
         settings = settings or Settings.from_env()
-        return cls(await connect(settings), settings.agents_dir, db_url=settings.db_url)
+        db_url = settings.db_url
+        ring = settings.key_ring()
+        if ring is not None:
+            await asyncio.to_thread(check_codec_keys, db_url, ring)
+        agents = settings.agents_dir if settings.agents_dir.is_dir() else None
+        return cls(await connect(settings), agents, db_url=db_url, task_queue=settings.task_queue)
 
     async def __aenter__(self) -> "FactoryClient":
         return self
@@ -136,12 +169,19 @@ class FactoryClient:
     async def __aexit__(self, *exc: Any) -> None:
         return None
 
-    def release(self, agent: str) -> AgentRelease:
+    def release(self, agent: str, version: str | None = None) -> AgentRelease:
         """The agent as admitted, or `AgentNotAdmitted` listing what the gate refused.
 
         The gate reads every file of the agent and its policy bundle; its verdict is kept until
         one of those files changes, so starting runs does not re-read them each time.
         """
+        if self.releases is not None:
+            try:
+                return self.releases.resolve(agent, version)
+            except ReleaseRefused as e:
+                raise (AgentNotFound if e.type == RELEASE_UNKNOWN else AgentNotAdmitted)(str(e)) from None
+        if self.agents_dir is None:
+            raise AgentNotAdmitted(f"this client has no agents folder to read agent {agent!r} from")
         stamp = self._stamp(agent)
         cached = self._admitted.get(agent)
         if cached and cached[0] == stamp:
@@ -154,20 +194,31 @@ class FactoryClient:
         return loaded.release
 
     def _stamp(self, agent: str) -> tuple:
+        assert self.agents_dir is not None
         folders = [self.agents_dir / agent, policies_dir()]  # includes eval/baseline.json
         return tuple(
             (str(p), p.stat().st_mtime_ns) for folder in folders if folder.is_dir() for p in sorted(folder.rglob("*")) if p.is_file()
         )
 
+    def _visible(self, agent: str, version: str | None) -> AgentRelease | None:
+        """The release the client can check a start against, if it sees the agent at all."""
+        if self.releases is None and self.agents_dir is None:
+            return None
+        return self.release(agent, version)
+
     def build_input(
-        self, agent: str, input: dict[str, Any], *, tenant: str, run_key: str, requester: str = ""
-    ) -> AgentRunInput:
-        release = self.release(agent)
+        self, agent: str, input: dict[str, Any], *, tenant: str, run_key: str, requester: str = "",
+        version: str | None = None, labels: dict[str, str] | None = None,
+    ) -> AgentRunInput:  # fmt: skip
+        """The thin start of a run, checked against the agent where the client can see it."""
+        release = self._visible(agent, version)
         if not isinstance(input, dict):
             raise RunInputRejected(agent, ["input must be a JSON object"])
-        problems = schema_problems(release.spec.input_schema, input)
+        problems = schema_problems(release.spec.input_schema, input) if release is not None else []
         try:
-            run_input = AgentRunInput(release=release, input=input, tenant=tenant, run_key=run_key, requester=requester)
+            run_input = AgentRunInput(
+                agent=agent, version=version, input=input, tenant=tenant, run_key=run_key, requester=requester, labels=labels or {}
+            )
         except ValidationError as e:
             problems += [f"{'.'.join(map(str, err['loc']))} {err['msg'].removeprefix('Value error, ')}" for err in e.errors()]
             run_input = None
@@ -176,49 +227,46 @@ class FactoryClient:
         return run_input
 
     async def start_run(
-        self, agent: str, input: dict[str, Any], *, tenant: str, run_key: str, requester: str = ""
-    ) -> RunHandle:
+        self, agent: str, input: dict[str, Any], *, tenant: str, run_key: str, requester: str = "",
+        version: str | None = None, labels: dict[str, str] | None = None,
+    ) -> RunHandle:  # fmt: skip
         """Start a run, or return the existing run with the same business key."""
-        run_input = self.build_input(agent, input, tenant=tenant, run_key=run_key, requester=requester)
+        run_input = self.build_input(agent, input, tenant=tenant, run_key=run_key, requester=requester, version=version, labels=labels)
         return await self.start_prepared(run_input)
 
     async def start_prepared(self, run_input: AgentRunInput) -> RunHandle:
-        if not (run_input.policy_gate and run_input.kill_switch_check and run_input.admit_in_first_call):
-            # All three: a worker that predates admission in the first call still gates the run without patch markers.
-            run_input = run_input.model_copy(update={"policy_gate": True, "kill_switch_check": True, "admit_in_first_call": True})
-        release = run_input.release
-        spec = release.spec
-        wid = run_input.workflow_id
-        if self.db_url is not None:
-            switch = await asyncio.to_thread(active_switch, self.db_url, spec.name, run_input.tenant)
+        release = self._visible(run_input.agent_name, run_input.version)
+        name, tenant, wid = run_input.agent_name, run_input.tenant, run_input.workflow_id
+        if self.db_url is not None:  # refused here at once; the worker refuses it too, at admission
+            switch = await asyncio.to_thread(active_switch, self.db_url, name, tenant)
             if switch is not None:
-                raise RunRefused(f"run of {spec.name} for tenant {run_input.tenant} refused: {switch.describe()}")
-            if spec.envelope is not None:
-                key = self.envelope_key(spec.name, run_input.tenant, spec.envelope)
+                raise RunRefused(f"run of {name} for tenant {tenant} refused: {switch.describe()}")
+            if release is not None and release.spec.envelope is not None:
+                key = self.envelope_key(name, tenant, release.spec.envelope)
                 spent = await asyncio.to_thread(BudgetLedger(self.db_url).exhausted, key)
                 if spent is not None:
                     raise RunRefused(
-                        f"run of {spec.name} for tenant {run_input.tenant} refused: its cost envelope {key} is spent "
+                        f"run of {name} for tenant {tenant} refused: its cost envelope {key} is spent "
                         f"(${spent.spent_usd:.4f} of ${spent.limit_usd:.4f}); raise it with `aifactory envelope raise`"
                     )
+        labels = [SearchAttributePair(search.AGENT_NAME, name), SearchAttributePair(search.TENANT, tenant)]
+        if release is not None:  # the worker sets them from the release it resolves, and corrects these
+            labels += [
+                SearchAttributePair(search.AGENT_VERSION, release.release_version),
+                SearchAttributePair(search.AGENT_OWNER, release.spec.owner.name),
+            ]
         try:
             handle = await self.client.start_workflow(
                 AgentWorkflow.run,
                 run_input,
                 id=wid,
-                task_queue=spec.task_queue,
+                task_queue=release.spec.task_queue if release is not None else self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(search.AGENT_NAME, spec.name),
-                        SearchAttributePair(search.AGENT_VERSION, release.release_version),
-                        SearchAttributePair(search.AGENT_OWNER, spec.owner.name),
-                        SearchAttributePair(search.TENANT, run_input.tenant),
-                    ]
-                ),
-                static_summary=f"{spec.name} {release.release_version} for {run_input.tenant}",
-                static_details=f"Owner: {spec.owner.name} ({spec.owner.contact}) · run key {run_input.run_key}",
+                search_attributes=TypedSearchAttributes(labels),
+                static_summary=f"{name} {release.release_version if release else ''} for {tenant}".replace("  ", " "),
+                static_details=(f"Owner: {release.spec.owner.name} ({release.spec.owner.contact}) · " if release else "")
+                + f"run key {run_input.run_key}",
             )
         except WorkflowAlreadyStartedError:
             # Same business key, open or closed: the run exists once; hand back that run.
@@ -270,13 +318,15 @@ class FactoryClient:
 
     # -- kill switches ---------------------------------------------------------------------
 
-    async def kill(self, scope: SwitchScope, target: str, *, reason: str, by: str) -> "KillReport":
+    async def kill(self, scope: SwitchScope, target: str, *, reason: str, by: str, passes: int = 12) -> "KillReport":
         """Turn a kill switch on and stop every matching run in flight.
 
         The switch is written first, so a run that starts from now on is refused; then every
         running run in scope gets the `stop` update. Its acknowledgement means the run starts no
         further activity. Listing repeats until a pass finds no run left to stop, which also
-        catches runs that started just before the switch and were not yet visible.
+        catches runs that started just before the switch and were not yet visible. A run that
+        cannot take the order (its workflow task keeps failing, or no worker answers it through
+        every pass) is terminated, with the switch and the reason recorded on the termination.
         """
         if self.db_url is None:
             raise RunRefused("kill switches need the factory's SQL store (AIFACTORY_DB_URL)")
@@ -288,30 +338,46 @@ class FactoryClient:
         report = KillReport(switch)
         gate = asyncio.Semaphore(25)
 
-        async def stop(wid: str) -> None:
+        async def terminate(wid: str, why: str) -> None:
+            try:
+                await self.client.get_workflow_handle(wid).terminate(
+                    reason=f"kill switch #{switch.id} by {by}: {reason} (terminated: {why})"
+                )
+                report.terminated.append(wid)
+            except RPCError as e:
+                if e.status is RPCStatusCode.NOT_FOUND:
+                    report.finished.append(wid)
+
+        async def stop(wid: str, last: bool) -> None:
             async with gate:
+                handle = self.client.get_workflow_handle(wid)
                 try:
-                    answer = await self.client.get_workflow_handle(wid).execute_update(
-                        "stop", order, result_type=StopAnswer, rpc_timeout=timedelta(seconds=60)
-                    )
+                    pending = (await handle.describe()).raw_description.pending_workflow_task
+                    if pending.attempt >= WEDGED_ATTEMPTS:
+                        return await terminate(wid, f"its workflow task failed {pending.attempt - 1} times, so it cannot take a stop order")
+                    answer = await handle.execute_update("stop", order, result_type=StopAnswer, rpc_timeout=timedelta(seconds=15))
                     if answer.acknowledged:
                         report.stopped.append(wid)
                 except RPCError as e:
                     if e.status is RPCStatusCode.NOT_FOUND:
                         report.finished.append(wid)  # it ended on its own between the listing and the order
-                    # otherwise (its workflow task is being retried, no worker answered): the next pass tries again
+                    elif last:
+                        await terminate(wid, f"the stop order could not be delivered ({e.message})")
+                except WorkflowUpdateRPCTimeoutOrCancelledError:
+                    if last:  # no worker took the order through every pass
+                        await terminate(wid, "no worker took the stop order")
                 except WorkflowUpdateFailedError:
                     report.finished.append(wid)
 
         todo: list[str] = []
-        for attempt in range(12):
-            done = set(report.stopped) | set(report.finished)
+        for attempt in range(passes):
+            done = set(report.stopped) | set(report.finished) | set(report.terminated)
             todo = [wf.id async for wf in self.client.list_workflows(query) if wf.id not in done]
             if not todo:
                 break
-            await asyncio.gather(*(stop(wid) for wid in todo))
+            await asyncio.gather(*(stop(wid, attempt == passes - 1) for wid in todo))
             await asyncio.sleep(min(0.25 * 2**attempt, 5.0))
-        report.missed = [wid for wid in todo if wid not in report.stopped and wid not in report.finished]
+        report.missed = [wid for wid in todo if wid not in report.stopped and wid not in report.finished and wid not in report.terminated]
         return report
 
     async def unkill(self, scope: SwitchScope, target: str, *, reason: str, by: str) -> list[KillSwitchState]:
@@ -371,6 +437,8 @@ class KillReport:
     """Runs that acknowledged the stop order."""
     finished: list[str] = field(default_factory=list)
     """Runs that ended on their own before the order reached them."""
+    terminated: list[str] = field(default_factory=list)
+    """Runs that could not take the stop order (a failing workflow task, no worker) and were terminated."""
     missed: list[str] = field(default_factory=list)
-    """Runs that did not acknowledge after every pass (no worker for them?): the operator must look."""
+    """Runs still running after every pass (not even termination went through): the operator must look."""
 

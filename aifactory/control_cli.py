@@ -59,14 +59,16 @@ async def cmd_kill(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     report = await asyncio.wait_for(factory.kill(scope, target, reason=args.reason, by=args.person), timeout=600)
     if args.json:
-        print(json.dumps({"switch": report.switch.model_dump(mode="json"), "stopped": report.stopped,
-                          "finished": report.finished, "missed": report.missed}, indent=2))  # fmt: skip
+        print(json.dumps({"switch": report.switch.model_dump(mode="json"), "stopped": report.stopped, "finished": report.finished,
+                          "terminated": report.terminated, "missed": report.missed}, indent=2))  # fmt: skip
     else:
         print(f"ON: {report.switch.describe()}")
         print(f"  new runs in scope are refused; stopped {len(report.stopped)} run(s) in flight"
               + (f", {len(report.finished)} ended on their own" if report.finished else ""))  # fmt: skip
+        for wid in report.terminated:
+            print(f"  TERMINATED: {wid} (it could not take the stop order; the switch and reason are on its termination)")
         for wid in report.missed:
-            print(f"  NOT ACKNOWLEDGED: {wid} (is a worker running for it?)")
+            print(f"  STILL RUNNING: {wid} (neither stopped nor terminated: look at it in the Temporal UI)")
     return 1 if report.missed else 0
 
 

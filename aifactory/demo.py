@@ -12,7 +12,7 @@ import time
 
 from activities.model.endpoints import EndpointRegistry
 from aifactory.client import FactoryClient, RunFailed
-from aifactory.registry import find_agent
+from activities.releases.loader import find_agent
 from aifactory.stack import SCRIPTED_NOTE, factory_stack, model_choice
 from workers.local_model import MODEL_NAME
 from workers.settings import Settings

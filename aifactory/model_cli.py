@@ -86,7 +86,7 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     quiet = args.json
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if quiet else (lambda m: print(m, flush=True))  # noqa: E731
     try:
-        async with factory_stack(settings, model=model, say=say, profile=profile) as stack:
+        async with factory_stack(settings, model=model, say=say, profile=profile, evaluation_gate=False) as stack:
             say(f"evaluating {args.agent} on {len(cases.cases)} cases · model: {stack.model_note}")
             factory = FactoryClient(stack.client, settings.agents_dir, evaluation_gate=False)
             report = await evaluate(factory, args.agent, cases, stack.model_note, concurrency=args.concurrency, say=say)

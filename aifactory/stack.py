@@ -23,6 +23,7 @@ from temporalio.worker import Worker
 from activities.audit.activity import AuditActivities
 from activities.keys import KeyRingError
 from activities.model.endpoints import Endpoint, EndpointNotConfigured, EndpointRegistry
+from activities.releases.registry import ReleaseRegistry
 from activities.tools.it_desk_activities import seed_directory
 from aifactory.scripted_triage import triage_model
 from workers import local_model
@@ -35,8 +36,6 @@ from workers.settings import Settings, connect, sdk_metrics_runtime
 from workers.worker import WorkerParts, build_worker
 
 SCRIPTED_NOTE = "scripted (an offline stand-in that answers from rules, not a language model)"
-
-
 @dataclass
 class Stack:
     settings: Settings
@@ -97,10 +96,12 @@ def seed_reference_data(settings: Settings) -> int:
 @contextlib.asynccontextmanager
 async def factory_stack(
     settings: Settings, *, model: str = "auto", run_worker: bool = True, start_server: bool = True, say: Callable[[str], None] = print,
-    profile: str = "default",
+    profile: str = "default", evaluation_gate: bool = True,
 ) -> AsyncIterator[Stack]:
     """Dev server (embedded), worker and model. `profile` names the endpoint profile that serves the
-    agents' `default` one when the model is an endpoint (`aifactory eval --model PROFILE`)."""
+    agents' `default` one when the model is an endpoint (`aifactory eval --model PROFILE`). The worker
+    runs the agents of `settings.agents_dir` that pass the admission gate (`evaluation_gate` False only
+    for `aifactory eval`, which runs an agent whose evaluation is pending)."""
     server: DevServer | None = None
     ui_url = os.environ.get("AIFACTORY_UI_URL")
     endpoints = EndpointRegistry()
@@ -153,7 +154,10 @@ async def factory_stack(
                 host, _, port = settings.metrics_address.rpartition(":")
                 start_http_server(int(port), addr=host or "127.0.0.1", registry=metrics.registry)
                 say(f"metrics: http://{settings.metrics_address}/metrics")
-            parts = WorkerParts(db_url=settings.db_url, endpoints=endpoints, audit=audit, metrics=metrics)
+            releases = ReleaseRegistry.from_folder(settings.agents_dir, evaluation_gate=evaluation_gate)
+            if not releases.agents():
+                say(f"no agent in {settings.agents_dir} passes the admission gate: this worker will refuse every run (`aifactory check`)")
+            parts = WorkerParts(db_url=settings.db_url, releases=releases, endpoints=endpoints, audit=audit, metrics=metrics)
             worker = build_worker(client, settings.task_queue, parts)
             if audit is not None:
                 await ensure_audit_schedule(client, settings.task_queue)

@@ -46,7 +46,8 @@ from activities.model.endpoints import Endpoint, EndpointRegistry
 from activities.model.scripted import Reply, ScriptedModel, turn_index
 from activities.tools.it_desk_activities import seed_directory
 from aifactory.client import FactoryClient
-from aifactory.registry import find_agent
+from activities.releases.loader import find_agent
+from activities.releases.registry import ReleaseRegistry
 from bench.bare import BareWorkflow, noop
 from contracts import search
 from contracts.agent import AgentRelease
@@ -59,7 +60,11 @@ from workflows import agent as agent_module
 
 AGENTS = Path(__file__).resolve().parents[1] / "agents"
 EMAIL = "jonas.berg@example.com"
-LOOKUP = Reply.tool("lookup_requester", {"email": EMAIL})
+
+def lookup(turn: int) -> Reply:
+    # A different address each turn: the same call K times over would trip the repeated-call breaker.
+    return Reply.tool("lookup_requester", {"email": EMAIL if turn == 0 else f"jonas.berg{turn}@example.com"})
+
 FINAL = Reply.text(
     {"category": "access", "priority": "P3", "ticket_id": "INC0000001", "summary": "Bench run answer",
      "requester_department": "Finance"}
@@ -73,7 +78,8 @@ def responder(body: dict[str, Any]) -> Reply:
     K travels in the run's input text, so runs with different K share one model.
     """
     first_user = next(m.get("content") or "" for m in body["messages"] if m.get("role") == "user")
-    return LOOKUP if turn_index(body) < int(STEPS.search(first_user).group(1)) else FINAL
+    turn = turn_index(body)
+    return lookup(turn) if turn < int(STEPS.search(first_user).group(1)) else FINAL
 
 
 # -- the scripted model ----------------------------------------------------------------------
@@ -219,16 +225,17 @@ async def history_stats(handles: list[WorkflowHandle]) -> tuple[float, float]:
 
 
 class Sides:
-    def __init__(self, client: Client, factory_client: Client, release: AgentRelease, bare_queue: str, activities: int) -> None:
+    def __init__(self, client: Client, factory_client: Client, releases: ReleaseRegistry, release: AgentRelease, bare_queue: str, activities: int) -> None:
         self.client = client
-        self.factory = FactoryClient(factory_client, AGENTS)
+        self.factory = FactoryClient(factory_client, releases=releases)
         self.release = release
         self.bare_queue = bare_queue
         self.activities = activities
 
     async def start_factory(self, tag: str, i: int, steps: int) -> WorkflowHandle:
         inp = AgentRunInput(
-            release=self.release,
+            agent=self.release.spec.name,
+            version=self.release.spec.version,
             input={"ticket_text": f"bench {tag} {i} steps={steps}", "requester_email": EMAIL},
             tenant="bench",
             run_key=f"{tag}-{i}",
@@ -279,9 +286,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             release = find_agent(AGENTS, "it-triage").release
             assert release is not None
             spec = release.spec.model_copy(
-                update={"task_queue": factory_queue, "step_limit": max(release.spec.step_limit, k + 1)}
+                update={"task_queue": factory_queue, "step_limit": max(release.spec.step_limit, k + 1), "version": f"{release.spec.version}-bench"}
                 | ({"envelope": None} if args.no_envelope else {})
             )
+            release = release.model_copy(update={"spec": spec})
+            releases = ReleaseRegistry([release])  # what the bench's worker is deployed with
             # The factory side as it ships: its client and worker use the factory's data converter
             # (`workers.codec`), the bare side temporalio's pydantic one. With `--codec` both sides
             # encrypt their payloads with the factory's codec, as a deployment that needs it would.
@@ -291,9 +300,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             if ring is not None:
                 bare_converter = dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(ring))
                 bare_client = Client(env.client.service_client, namespace=env.client.namespace, data_converter=bare_converter)
-            sides = Sides(bare_client, factory_client, release.model_copy(update={"spec": spec}), bare_queue, 2 * k + 1)
+            sides = Sides(bare_client, factory_client, releases, release, bare_queue, 2 * k + 1)
             factory_worker = build_worker(
-                factory_client, factory_queue, WorkerParts(db_url=db_url, endpoints=endpoints, metrics=FactoryMetrics()), sandboxed=args.factory_sandbox
+                factory_client, factory_queue, WorkerParts(db_url=db_url, releases=releases, endpoints=endpoints, metrics=FactoryMetrics()),
+                sandboxed=args.factory_sandbox,
             )
             bare_worker = Worker(bare_client, task_queue=bare_queue, workflows=[BareWorkflow], activities=[noop])
             async with factory_worker, bare_worker:

@@ -1,8 +1,8 @@
 """The agent spec: what every agent must declare to be admitted to the factory.
 
 Workflow-safe. The spec is data (`agents/<name>/agent.yaml` + `prompt.md` +
-`runbook.md`); the loader and the admission gate live in `aifactory.registry`
-and `aifactory.check`. Field docstrings are the reference documentation and
+`runbook.md`); the loader, the admission gate and the worker's registry of
+releases live in `activities.releases`. Field docstrings are the reference documentation and
 become the JSON schema descriptions.
 """
 
@@ -183,6 +183,11 @@ class AgentSpec(_Strict):
     """How far it may act without a person; new agents are supervised (human in the loop)."""
     policy: str = "default"
     """Policy bundle (`policies/bundles/<policy>.yaml`) that gates its tool calls."""
+    clear_payloads: bool = False
+    """Whether runs of this agent may be started, and decided on, with clear-text payloads.
+    Off by default: a worker with a key ring fails a clear-text start with `PayloadNotEncrypted`.
+    The admission gate allows it only for agents whose tools touch none of the data classes
+    that need encryption (pii, financial, health, credentials)."""
 
     @field_validator("name")
     @classmethod
@@ -220,17 +225,24 @@ class AgentSpec(_Strict):
         return v
 
 
-class AgentRelease(_Strict):
-    """An agent spec bound to the exact prompt it runs with: what a run carries.
+class PromptRef(_Strict):
+    """Which release's prompt a model call sends: the worker looks the text up in its own registry."""
 
-    The prompt's SHA-256 is part of the release version (`1.2.0+prompt.<12 hex>`),
-    so every run records which prompt it used.
+    agent: str
+    version: str
+    """The spec's semantic version."""
+    prompt_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class PinnedRelease(_Strict):
+    """The release a run runs under, as the worker resolved it and history pins it.
+
+    The spec and the prompt's SHA-256; the prompt text stays with the workers (the model
+    activity sends it from their registry), so it is not copied into every run's history.
     """
 
     spec: AgentSpec
     """The admitted spec."""
-    prompt: str
-    """The system prompt text (`prompt.md`)."""
     prompt_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     """SHA-256 of the prompt text, hex."""
 
@@ -238,3 +250,23 @@ class AgentRelease(_Strict):
     def release_version(self) -> str:
         """Semantic version with the prompt hash as build metadata."""
         return f"{self.spec.version}+prompt.{self.prompt_sha256[:12]}"
+
+    @property
+    def prompt_ref(self) -> PromptRef:
+        return PromptRef(agent=self.spec.name, version=self.spec.version, prompt_sha256=self.prompt_sha256)
+
+
+class AgentRelease(PinnedRelease):
+    """An agent spec bound to the exact prompt it runs with, as loaded from its folder.
+
+    The prompt's SHA-256 is part of the release version (`1.2.0+prompt.<12 hex>`),
+    so every run records which prompt it used. Runs recorded before workers resolved
+    releases themselves carry one of these in their input.
+    """
+
+    prompt: str
+    """The system prompt text (`prompt.md`)."""
+
+    def pinned(self) -> PinnedRelease:
+        """The release without its prompt text, as a run's history pins it."""
+        return PinnedRelease(spec=self.spec, prompt_sha256=self.prompt_sha256)

@@ -15,6 +15,8 @@ from pydantic import BaseModel
 
 class RecordKind(StrEnum):
     RUN_STARTED = "run_started"
+    RUN_ADMITTED = "run_admitted"
+    """The worker resolved the run's release and policy (or refused it): what governs the run."""
     RUN_CONTINUED = "run_continued"
     """The run continued as new: same run, a fresh history."""
     MODEL_CALL = "model_call"
@@ -33,6 +35,8 @@ class RecordKind(StrEnum):
     """A kill switch's stop order reached the run (person: the operator; detail: the switch and reason)."""
     BUDGET_DECISION = "budget_decision"
     """An operator resumed or stopped a run paused on its spent cost envelope."""
+    MESSAGE_REFUSED = "message_refused"
+    """A signal or update the run could not read or does not take (a stop or budget order, an unknown name)."""
     RUN_COMPLETED = "run_completed"
     RUN_FAILED = "run_failed"
     RUN_CANCELED = "run_canceled"

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+from contracts.agent import PinnedRelease
 from contracts.policy import PolicySet
 
 
@@ -61,6 +62,34 @@ class Admitted(BaseModel):
     """A kill switch on for the run's agent or tenant: the run is refused and the call was not made."""
     policy: PolicySet | None = None
     """The bundle and directory that gate the run for its whole life (None when refused)."""
+
+
+class RunAdmission(BaseModel):
+    """Input of the `admit_run` local activity: what a run asks for, before anything else happens."""
+
+    agent: str
+    version: str | None = None
+    """A version pin (`1.3.0` or `1.3.0+prompt.<12 hex>`); None: the worker's current release."""
+    tenant: str
+
+
+class StartRefusal(BaseModel):
+    """Why the worker refused to admit a run: its typed failure and one sentence."""
+
+    type: str
+    """The failure type the run ends with (`contracts.errors`)."""
+    message: str
+
+
+class RunAdmitted(BaseModel):
+    """The worker's answer to `RunAdmission`, pinned in history for the run's whole life."""
+
+    release: PinnedRelease | None = None
+    """The release the run runs under, from the worker's own registry (None when refused)."""
+    policy: PolicySet | None = None
+    """The bundle and directory that gate its tool calls."""
+    refused: StartRefusal | None = None
+    """Set when the run may not start: unknown release, not admitted, kill switch, spent envelope."""
 
 
 class StopOrder(BaseModel):

@@ -16,6 +16,10 @@ add new ones, never rename.
     ├── PolicyDenied           the model kept proposing calls the policy denies
     ├── ApprovalExpired        nobody approved in time and the safe default is to stop
     └── TranscriptMissing      the conversation store lost the run's transcript
+    ├── ReleaseUnknown         the worker has no admitted release of that agent (and version)
+    ├── AgentNotAdmitted       the agent fails the admission gate on the worker
+    ├── PayloadNotEncrypted    a clear-text start of an agent whose runs must be encrypted
+    └── PayloadUndecodable     a payload the worker cannot decrypt (wrong key, altered bytes)
     PolicyFileError            the run's policy bundle could not be loaded on the worker
     ModelUnavailable           the endpoint kept failing until the retries ran out
     ModelCallRejected          the endpoint refused the call (4xx other than 408/409/429)
@@ -40,6 +44,14 @@ MODEL_RESPONSE_INVALID = "ModelResponseInvalid"
 MODEL_UNAVAILABLE = "ModelUnavailable"
 TOOL_FAILED = "ToolFailed"
 POLICY_FILE_ERROR = "PolicyFileError"
+RELEASE_UNKNOWN = "ReleaseUnknown"
+RELEASE_UNAVAILABLE = "ReleaseUnavailable"
+"""A model call on a worker that lacks the run's release (retried: another worker may have it)."""
+AGENT_NOT_ADMITTED = "AgentNotAdmitted"
+PAYLOAD_NOT_ENCRYPTED = "PayloadNotEncrypted"
+PAYLOAD_UNDECODABLE = "PayloadUndecodable"
+MESSAGE_REFUSED = "MessageRefused"
+"""A signal or update the run could not read or does not take (answered, recorded, the run goes on)."""
 
 #: Failures a run ends with by design; anything else is a platform fault.
 RUN_FAILURES = frozenset(
@@ -58,5 +70,9 @@ RUN_FAILURES = frozenset(
         MODEL_CALL_REJECTED,
         MODEL_RESPONSE_INVALID,
         MODEL_UNAVAILABLE,
+        RELEASE_UNKNOWN,
+        AGENT_NOT_ADMITTED,
+        PAYLOAD_NOT_ENCRYPTED,
+        PAYLOAD_UNDECODABLE,
     }
 )

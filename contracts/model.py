@@ -7,14 +7,24 @@ message once instead of carrying the whole conversation on every call.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from contracts.agent import ModelSettings
+from contracts.agent import ModelSettings, PromptRef
 from contracts.budget import BudgetNote, EnvelopeRef
 from contracts.control import Admission, Admitted
 from contracts.tools import ToolCallRecord
+
+
+def system_prompt(prompt: str, output_schema: dict[str, Any]) -> str:
+    """The system message a run's conversation opens with: the agent's prompt and its answer's schema."""
+    return (
+        f"{prompt.strip()}\n\n"
+        "When you have finished, reply with only a JSON object (no prose) that matches this JSON Schema:\n"
+        f"{json.dumps(output_schema, sort_keys=True)}"
+    )
 
 
 class ToolCall(BaseModel):
@@ -85,7 +95,11 @@ class ModelCallInput(BaseModel):
     envelope: EnvelopeRef | None = None
     """The agent's cost envelope: the call reserves against it first and is not made without room."""
     admission: Admission | None = None
-    """Set on a run's first call: check the kill switches and resolve the run's policy first."""
+    """Set on a run's first call in runs recorded before the worker resolved releases at start:
+    check the kill switches and resolve the run's policy first."""
+    prompt: PromptRef | None = None
+    """Set when the conversation starts here (`base_seq` 0): the activity opens it with this
+    release's system prompt, from the worker's own registry, ahead of `delta`."""
     settled: list[ToolCallRecord] = Field(default_factory=list)
     """Tool calls since the last model call that ran no activity (outside the grant, invalid
     arguments, denied, not approved). The model reads the same outcome as tool messages in
@@ -107,3 +121,6 @@ class ModelCallResult(BaseModel):
     """The envelope's answer; `granted` False means the call was not made (nothing was spent)."""
     admitted: Admitted | None = None
     """The answer to the call's `admission`; a kill switch in it means the call was not made."""
+    prompt_sha256: str | None = None
+    """SHA-256 of the prompt text this call sent as the system prompt (calls with `prompt`):
+    what the audit trail records as the run's prompt."""

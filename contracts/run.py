@@ -1,6 +1,9 @@
 """Run contracts: what a business system sends to start a run and gets back.
 
-Workflow-safe.
+Workflow-safe. A start names the agent, the tenant, the run key and the business
+input (and optionally a version pin and labels): nothing that governs the run.
+The worker resolves the release, its prompt, its policy, its envelope and the
+kill switches itself, and pins them in the run's history.
 """
 
 from __future__ import annotations
@@ -9,9 +12,9 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from contracts.agent import AgentRelease
+from contracts.agent import AGENT_NAME, AgentRelease, PinnedRelease
 from contracts.approval import ApprovalLedger, ApprovalRequest
 from contracts.policy import PolicySet
 from contracts.model import ChatMessage, Usage
@@ -19,6 +22,13 @@ from contracts.tools import ToolCallRecord
 
 TENANT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 RUN_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+LABEL_KEY = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+MAX_LABELS = 16
+
+#: The run protocol of today's starts: the worker resolves release, policy, envelope and switches
+#: in the run's first (local) activity. It is recorded as the `worker-resolves-release` patch
+#: marker, never read from a run input.
+PROTOCOL = 4
 
 
 def run_workflow_id(agent: str, tenant: str, run_key: str) -> str:
@@ -59,6 +69,10 @@ class RunCarry(BaseModel):
     """Prompt tokens of the last model call (for the context breaker)."""
     tier: int = 0
     """Model tier the run has reached (0: the spec's `model`)."""
+    release: PinnedRelease | None = None
+    """The release the run was admitted under (None in carries recorded before workers resolved releases)."""
+    lineage: str = ""
+    """The run's first execution id: a carry is taken only by a continuation of that run."""
 
 
 class RunFailure(BaseModel):
@@ -71,36 +85,53 @@ class RunFailure(BaseModel):
 
 
 class AgentRunInput(BaseModel):
-    """Input of `AgentWorkflow`."""
+    """Input of `AgentWorkflow`: what a starter asks for, in any language.
 
-    release: AgentRelease
-    """The agent spec and prompt this run uses, fixed for the whole run."""
-    input: dict[str, Any]
-    """The business input; must satisfy the agent's input schema."""
+    `{"agent": "it-triage", "tenant": "acme", "run_key": "T-1001", "input": {...}}` is a whole
+    start. Nothing here turns governance on or off: the worker resolves the release, prompt,
+    policy, envelope and kill switches from its own deployment.
+    """
+
+    agent: str = ""
+    """The agent to run (its folder name)."""
     tenant: str
     """Tenant the run belongs to (job order)."""
     run_key: str
     """Business key of the run within the tenant (ticket number, order id, ...)."""
+    input: dict[str, Any]
+    """The business input; must satisfy the agent's input schema."""
+    version: str | None = None
+    """Pin a release (`1.3.0`, or `1.3.0+prompt.<12 hex>`); default: the worker's current one."""
     requester: str = ""
-    """Who asked for the run (person or system)."""
-    history_budget_events: int = 0
+    """Who asked for the run (person or system); may not decide the run's approvals."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Caller's labels for the run (source system, ticket url, ...), kept in its audit story."""
+    history_budget_events: int = Field(default=0, ge=0)
     """Continue as new once history has this many events (0: when Temporal suggests it)."""
     carry: RunCarry | None = None
-    """Set only by continue-as-new."""
-    policy_gate: bool = False
-    """Set by every starter that knows the policy gate is always on (`FactoryClient` does): the
-    run then resolves its policy without a `policy-gate-v1` patch marker and the search-attribute
-    write that comes with it. False in histories recorded before the field, which replay through
-    the patch as they were recorded."""
+    """Set only by the run's own continue-as-new; a start that sets it is refused."""
+    release: AgentRelease | None = None
+    """Recorded by starters before workers resolved releases; read only when such a history replays."""
+    protocol: int = 0
+    """The run protocol of a history recorded without the `worker-resolves-release` marker, read
+    from the flags its starter set then (`policy_gate`, `kill_switch_check`, `admit_in_first_call`).
+    Ignored for every run started since."""
 
-    kill_switch_check: bool = False
-    """Set by every starter that knows runs check the kill switches at start (`FactoryClient`
-    does): the run then asks `check_kill_switch` without a `kill-switch-v1` patch marker."""
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_flags(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(k in data for k in ("policy_gate", "kill_switch_check", "admit_in_first_call")):
+            data = dict(data)
+            gate, switch, first = (bool(data.pop(k, False)) for k in ("policy_gate", "kill_switch_check", "admit_in_first_call"))
+            data.setdefault("protocol", 3 if first else 2 if switch else 1 if gate else 0)
+        return data
 
-    admit_in_first_call: bool = False
-    """Set by starters that know runs are admitted by their first model call (`FactoryClient`
-    does): that call checks the kill switches and resolves the policy before it is made, in
-    place of the two local activities of runs recorded before the field."""
+    @field_validator("agent")
+    @classmethod
+    def _agent(cls, v: str) -> str:
+        if v and not AGENT_NAME.match(v):
+            raise ValueError("must be an agent name: lowercase letters, digits and dashes, starting with a letter")
+        return v
 
     @field_validator("tenant")
     @classmethod
@@ -116,9 +147,31 @@ class AgentRunInput(BaseModel):
             raise ValueError("must be 1-128 letters, digits, '.', '_', ':' or '-'")
         return v
 
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        if len(v) > MAX_LABELS:
+            raise ValueError(f"at most {MAX_LABELS} labels")
+        for key, value in v.items():
+            if not LABEL_KEY.match(key):
+                raise ValueError(f"label {key!r}: keys are 1-63 lowercase letters, digits, '.', '_' or '-'")
+            if len(value) > 256:
+                raise ValueError(f"label {key!r}: values are at most 256 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _names_an_agent(self) -> "AgentRunInput":
+        if not self.agent and self.release is None:
+            raise ValueError("agent: required (the agent to run)")
+        return self
+
+    @property
+    def agent_name(self) -> str:
+        return self.agent or (self.release.spec.name if self.release else "")
+
     @property
     def workflow_id(self) -> str:
-        return run_workflow_id(self.release.spec.name, self.tenant, self.run_key)
+        return run_workflow_id(self.agent_name, self.tenant, self.run_key)
 
 
 class AgentRunResult(BaseModel):

@@ -39,7 +39,7 @@ async def test_run_completes_with_tools_and_typed_output(client, db_url):
     assert [r.tool for r in result.tool_calls] == ["lookup_requester", "create_ticket"]
     assert all(r.outcome is ToolOutcome.OK for r in result.tool_calls)
     assert result.usage.model_calls == 3 and result.usage.prompt_tokens > 0
-    assert result.agent_version.startswith("1.3.0+prompt.") and result.policy_bundle == "it-desk@1.0.0"
+    assert result.agent_version.startswith("1.3.0-t.") and "+prompt." in result.agent_version and result.policy_bundle == "it-desk@1.0.0"
     with Session(engine_for(db_url)) as s:
         tickets = s.exec(select(Ticket)).all()
     assert len(tickets) == 1 and tickets[0].idempotency_key == result.tool_calls[1].idempotency_key
@@ -61,8 +61,12 @@ async def test_model_calls_carry_deltas_not_the_whole_conversation(client, db_ur
         if e.HasField("activity_task_scheduled_event_attributes")
         and e.activity_task_scheduled_event_attributes.activity_type.name == "call_model"
     ]
-    # system+user, then one tool result per turn; the last turn also asks for the answer (the procedure is done)
-    assert [len(i["delta"]) for i in inputs] == [2, 1, 2]
+    # The business input, then one tool result per turn; the last turn also asks for the answer (the
+    # procedure is done). The system prompt is not in history: the first call names the release whose
+    # prompt the worker sends, and the model activity reports the hash of what it sent.
+    assert [len(i["delta"]) for i in inputs] == [1, 1, 2]
+    assert [m["role"] for m in inputs[0]["delta"]] == ["user"]
+    assert inputs[0]["prompt"]["agent"] == "it-triage" and [i["prompt"] for i in inputs[1:]] == [None, None]
     assert [i["force_tool"] for i in inputs] == ["lookup_requester", "create_ticket", None]
     assert inputs[2]["tool_names"] == [] and inputs[2]["response_schema"]["required"] == ["category", "priority", "ticket_id", "summary"]
     assert [i["base_seq"] for i in inputs] == [0, 3, 5]

@@ -16,10 +16,9 @@ from activities.db import engine_for
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.notify import read_outbox
 from activities.tools.it_desk_activities import Ticket
-from aifactory.client import ApprovalRefused
+from aifactory.client import ApprovalRefused, FactoryClient
 from contracts.approval import ApprovalDecision, ApprovalLedger
-from contracts.run import AgentRunInput
-from tests.support.harness import FactoryUnderTest, factory_with, replay, triage_release, write_policy
+from tests.support.harness import agent_folder, factory_with, replay, write_policy
 from tests.support.webhook import WebhookReceiver
 from tests.test_durability import start_worker_process, wait_for
 
@@ -105,12 +104,11 @@ async def test_worker_down_across_a_deadline_escalates_once(env, db_url, tmp_pat
         os.environ["AIFACTORY_POLICIES_DIR"] = str(root)
         os.environ["AIFACTORY_NOTIFY_WEBHOOK_URL"] = hook
         try:
-            fut = FactoryUnderTest(env.client, db_url, base_url, task_queue)
-            release = triage_release(task_queue)
-            release = release.model_copy(update={"spec": release.spec.model_copy(update={"policy": "chain"})})
-            run_input = AgentRunInput(release=release, input=TICKET, tenant="acme", run_key=uuid.uuid4().hex[:8], requester="tom.becker")
-            first = start_worker_process(env, task_queue, db_url, base_url, log)
-            run = await fut.factory.start_prepared(run_input)
+            agents = agent_folder(tmp_path, task_queue, policy="chain")
+            first = start_worker_process(env, task_queue, db_url, base_url, log, agents)
+            run = await FactoryClient(env.client, agents).start_run(
+                "it-triage", TICKET, tenant="acme", run_key=uuid.uuid4().hex[:8], requester="tom.becker"
+            )
             # Tier 1 asked, and the outbox has recorded the delivery: killing the worker between the
             # post and that record would post again on the retry (same Idempotency-Key), which is not
             # what this test is about.

@@ -90,7 +90,7 @@ def test_who_approved_the_p1_ticket_under_which_versions(cli, store):
     (row,) = mine(rows, ids)
     assert row["run"] == ids["approved"] and row["arguments"]["priority"] == "P1" and row["outcome"] == "ok"
     assert (row["decision"], row["approved_by"], row["rule"], row["policy"]) == ("approval", "tom.becker", "p1-needs-a-lead", "recon@1.0.0")
-    assert row["agent_version"].startswith("1.3.0+prompt.") and len(row["prompt_sha256"]) == 64 and len(row["policy_sha256"]) == 64
+    assert row["agent_version"].startswith("1.3.0-t.") and "+prompt." in row["agent_version"] and len(row["prompt_sha256"]) == 64 and len(row["policy_sha256"]) == 64
 
 
 def test_filters_by_decision_day_and_tenant(cli, store):
@@ -114,9 +114,9 @@ def test_show_tells_one_runs_story_in_order(cli, store):
     _, ids = store
     out = cli("audit", "show", ids["approved"])
     lines = out.splitlines()
-    assert lines[0].startswith(f"run {ids['approved']} · agent it-triage 1.3.0+prompt.")
+    assert lines[0].startswith(f"run {ids['approved']} · agent it-triage 1.3.0-t.") and "+prompt." in lines[0]
     kinds = [line.split()[2] for line in lines[3:]]
-    assert kinds == ["run_started", "step", "approval_requested", "approval_attempt", "approval_decided", "step", "step", "run_completed"]
+    assert kinds == ["run_started", "run_admitted", "step", "approval_requested", "approval_attempt", "approval_decided", "step", "step", "run_completed"]
     assert "approved by tom.becker" in out and "policy recon@1.0.0" in out
 
 

@@ -26,7 +26,7 @@ RING = KeyRing.generate("a1")
 
 @pytest_asyncio.fixture(scope="module")
 async def exported_run(env, tmp_path_factory):
-    """One finished run (7 records: started, 3 model calls, 2 tool calls, completed)."""
+    """One finished run (8 records: started, admitted, 3 model calls, 2 tool calls, completed)."""
     from tests.support.harness import seed_db
 
     db_url = f"sqlite:///{tmp_path_factory.mktemp('tamper') / 'factory.db'}"
@@ -50,59 +50,59 @@ def row(url: str, seq: int) -> dict:
 
 
 def edit(url):
-    body = json.loads(row(url, 5)["body"])
+    body = json.loads(row(url, 6)["body"])
     body["arguments"]["priority"] = "P4"
-    sql(url, "UPDATE audit_record SET body = :b WHERE seq = 5", b=json.dumps(body, sort_keys=True, separators=(",", ":")))
+    sql(url, "UPDATE audit_record SET body = :b WHERE seq = 6", b=json.dumps(body, sort_keys=True, separators=(",", ":")))
 
 
 def edit_copy(url):
-    sql(url, "UPDATE audit_record SET outcome = 'denied' WHERE seq = 5")
+    sql(url, "UPDATE audit_record SET outcome = 'denied' WHERE seq = 6")
 
 
 def delete(url):
-    sql(url, "DELETE FROM audit_record WHERE seq = 3")
+    sql(url, "DELETE FROM audit_record WHERE seq = 4")
 
 
 def swap(url):
-    sql(url, "UPDATE audit_record SET seq = -1 WHERE seq = 3", "UPDATE audit_record SET seq = 3 WHERE seq = 4",
-        "UPDATE audit_record SET seq = 4 WHERE seq = -1")  # fmt: skip
+    sql(url, "UPDATE audit_record SET seq = -1 WHERE seq = 4", "UPDATE audit_record SET seq = 4 WHERE seq = 5",
+        "UPDATE audit_record SET seq = 5 WHERE seq = -1")  # fmt: skip
 
 
 def truncate(url):
-    sql(url, "DELETE FROM audit_record WHERE seq >= 6")
+    sql(url, "DELETE FROM audit_record WHERE seq >= 7")
 
 
 def insert(url):
-    victim = row(url, 4)
+    victim = row(url, 5)
     body = victim["body"].replace('"step":2', '"step":2,"note":"approved by cfo"')
-    sql(url, "UPDATE audit_record SET seq = seq + 1000 WHERE seq >= 4", "UPDATE audit_record SET seq = seq - 999 WHERE seq >= 1000")
+    sql(url, "UPDATE audit_record SET seq = seq + 1000 WHERE seq >= 5", "UPDATE audit_record SET seq = seq - 999 WHERE seq >= 1000")
     sql(
         url,
         "INSERT INTO audit_record (run_pk, seq, kind, at, execution, event_id, step, model, input_tokens, output_tokens,"
-        " cost_usd, body, key_id, prev_hash, hash) SELECT run_pk, 4, kind, at, execution, event_id, step, model, input_tokens,"
-        " output_tokens, cost_usd, :body, key_id, prev_hash, :hash FROM audit_record WHERE seq = 5",
+        " cost_usd, body, key_id, prev_hash, hash) SELECT run_pk, 5, kind, at, execution, event_id, step, model, input_tokens,"
+        " output_tokens, cost_usd, :body, key_id, prev_hash, :hash FROM audit_record WHERE seq = 6",
         body=body, hash=hashlib.sha256(body.encode()).hexdigest(),
     )  # fmt: skip
 
 
 def replace_recomputed(url):
-    victim = row(url, 5)
+    victim = row(url, 6)
     body = json.loads(victim["body"])
     body["result"]["ticket_id"] = "INC9999999"
     new = json.dumps(body, sort_keys=True, separators=(",", ":"))
     forged = hashlib.sha256(f"{victim['prev_hash']}{new}".encode()).hexdigest()
-    sql(url, "UPDATE audit_record SET body = :b, hash = :h WHERE seq = 5", b=new, h=forged)
-    sql(url, "UPDATE audit_record SET prev_hash = :h WHERE seq = 6", h=forged)  # and re-link the next record
+    sql(url, "UPDATE audit_record SET body = :b, hash = :h WHERE seq = 6", b=new, h=forged)
+    sql(url, "UPDATE audit_record SET prev_hash = :h WHERE seq = 7", h=forged)  # and re-link the next record
 
 
 CASES = {
-    "edited row": (edit, 5, "does not verify"),
-    "edited query column": (edit_copy, 5, "column outcome disagrees"),
-    "deleted row": (delete, 3, "missing: the chain jumps from #2 to #4"),
-    "swapped rows": (swap, 3, "does not verify"),
-    "truncated tail": (truncate, 6, "tail truncated"),
-    "inserted row": (insert, 4, "does not verify"),
-    "replaced row, hash recomputed": (replace_recomputed, 5, "does not verify"),
+    "edited row": (edit, 6, "does not verify"),
+    "edited query column": (edit_copy, 6, "column outcome disagrees"),
+    "deleted row": (delete, 4, "missing: the chain jumps from #3 to #5"),
+    "swapped rows": (swap, 4, "does not verify"),
+    "truncated tail": (truncate, 7, "tail truncated"),
+    "inserted row": (insert, 5, "does not verify"),
+    "replaced row, hash recomputed": (replace_recomputed, 6, "does not verify"),
 }
 
 
@@ -117,7 +117,7 @@ def store_url(request, tmp_path):
 async def test_tampering_is_detected_at_the_right_record(case, exported_run, store_url, env):
     tamper, seq, what = CASES[case]
     report = await AuditExporter(env.client, store_url, RING).export(workflow_id=exported_run)
-    assert report.records == 7
+    assert report.records == 8
     assert verify(store_url, RING).ok
     tamper(store_url)
     result = verify(store_url, RING)
@@ -141,11 +141,11 @@ def test_verify_command_names_the_first_bad_record(exported_run, sqlite_store, t
     monkeypatch.setenv("AIFACTORY_DB_URL", url)
     monkeypatch.setenv("AIFACTORY_AUDIT_KEY_FILE", str(keyfile))
     assert main(["audit", "verify"]) == 0
-    assert "verify: 1 runs, 7 records, 1 anchors: ok" in capsys.readouterr().out
+    assert "verify: 1 runs, 8 records, 1 anchors: ok" in capsys.readouterr().out
     delete(url)
     assert main(["audit", "verify"]) == 1
     out = capsys.readouterr().out
-    assert f"TAMPERED {exported_run}: record #3: missing" in out
+    assert f"TAMPERED {exported_run}: record #4: missing" in out
     other = tmp_path / "other-keys.json"
     KeyRing.generate("a1").save(other)  # same key id, different key: nothing verifies
     monkeypatch.setenv("AIFACTORY_AUDIT_KEY_FILE", str(other))

@@ -121,3 +121,9 @@ def test_an_agent_without_a_cost_envelope_is_refused(agents, monkeypatch, capsys
     edit_spec(agents, lambda d: d.pop("envelope"))
     code, lines = run_check(agents, monkeypatch, capsys)
     assert code == 1 and any("agent.yaml: envelope: a cost envelope is required" in line for line in lines)
+
+
+def test_clear_payloads_are_refused_for_an_agent_whose_tools_touch_personal_data(agents, monkeypatch, capsys):
+    edit_spec(agents, lambda d: d.update(clear_payloads=True))
+    code, lines = run_check(agents, monkeypatch, capsys)
+    assert code == 1 and any("agent.yaml: clear_payloads: not allowed: the agent's tools touch pii data" in line for line in lines)

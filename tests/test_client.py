@@ -91,7 +91,7 @@ async def test_status_query_reports_progress(client, db_url):
 async def test_input_that_bypasses_the_client_fails_the_run_typed(client, db_url):
     model = ScriptedModel(Turns([Reply.text(FINAL)]))
     async with factory_with(client, db_url, model) as f:
-        run_input = AgentRunInput(release=f.release(), input={"ticket_text": 5}, tenant="acme", run_key=uuid.uuid4().hex[:8])
+        run_input = f.run_input({"ticket_text": 5})
         handle = await client.start_workflow(AgentWorkflow.run, run_input, id=run_input.workflow_id, task_queue=f.task_queue)
         with pytest.raises(WorkflowFailureError) as failed:
             await handle.result()

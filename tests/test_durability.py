@@ -17,21 +17,22 @@ from sqlmodel import Session, select
 from activities.db import engine_for
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.tools.it_desk_activities import Ticket
-from contracts.run import AgentRunInput
-from tests.support.harness import AGENTS, REPO, FactoryUnderTest, factory_with, replay, triage_release
+from aifactory.client import FactoryClient
+from tests.support.harness import AGENTS, REPO, agent_folder, factory_with, replay, shipped_triage
 
 TICKET = {"ticket_text": "VPN drops every ten minutes.", "requester_email": "ana.silva@example.com"}
 CREATE = {"requester_email": "ana.silva@example.com", "category": "network", "priority": "P3", "summary": "VPN keeps dropping"}
 FINAL = {"category": "network", "priority": "P3", "ticket_id": "INC0000001", "summary": "VPN keeps dropping"}
 
 
-def start_worker_process(env, task_queue: str, db_url: str, base_url: str, log: Path) -> subprocess.Popen:
+def start_worker_process(env, task_queue: str, db_url: str, base_url: str, log: Path, agents: Path = AGENTS) -> subprocess.Popen:
+    """`aifactory worker` as its own process, deployed with the agents folder `agents`."""
     environ = {
         **os.environ,
         "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
         "AIFACTORY_TASK_QUEUE": task_queue,
         "AIFACTORY_DB_URL": db_url,
-        "AIFACTORY_AGENTS_DIR": str(AGENTS),
+        "AIFACTORY_AGENTS_DIR": str(agents),
         "AIFACTORY_ENDPOINT_DEFAULT_BASE_URL": base_url,
         "AIFACTORY_ENDPOINT_DEFAULT_API_KEY": "sk-worker-only",
         "AIFACTORY_CODEC": "off",  # the test's own client speaks clear text
@@ -59,13 +60,12 @@ async def test_worker_killed_mid_run_resumes_without_duplicate_effects(env, db_u
     task_queue = f"tq-{uuid.uuid4().hex[:10]}"
     log = tmp_path / "worker.log"
     with model.serve() as base_url:
-        fut = FactoryUnderTest(env.client, db_url, base_url, task_queue)
-        release = triage_release(task_queue)
-        spec = release.spec.model_copy(update={"model": release.spec.model.model_copy(update={"timeout_seconds": 5.0})})
-        run_input = AgentRunInput(release=release.model_copy(update={"spec": spec}), input=TICKET, tenant="acme", run_key=uuid.uuid4().hex[:8])
-        first = start_worker_process(env, task_queue, db_url, base_url, log)
+        model_settings = shipped_triage().spec.model.model_copy(update={"timeout_seconds": 5.0})
+        agents = agent_folder(tmp_path, task_queue, model=model_settings)
+        factory = FactoryClient(env.client, agents)
+        first = start_worker_process(env, task_queue, db_url, base_url, log, agents)
         try:
-            run = await fut.factory.start_prepared(run_input)
+            run = await factory.start_run("it-triage", TICKET, tenant="acme", run_key=uuid.uuid4().hex[:8])
             await wait_for(lambda: len(model.requests) >= 3)
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
@@ -101,10 +101,7 @@ async def test_long_run_continues_as_new_and_keeps_its_state(client, db_url):
     lookups = [Reply.tool("lookup_requester", {"email": f"person{i}@example.com"}) for i in range(6)]
     model = ScriptedModel(Turns([*lookups, Reply.tool("create_ticket", CREATE), Reply.text(FINAL)]))
     async with factory_with(client, db_url, model) as f:
-        run_input = AgentRunInput(
-            release=f.release(step_limit=20), input=TICKET, tenant="acme", run_key=uuid.uuid4().hex[:8], history_budget_events=20
-        )
-        run = await f.factory.start_prepared(run_input)
+        run = await f.factory.start_prepared(f.run_input(TICKET, history_budget_events=20, step_limit=20))
         result = await run.result()
         executions = [w async for w in client.list_workflows(f'WorkflowId = "{run.workflow_id}"')]
         for execution in executions:

@@ -24,7 +24,7 @@ def test_the_shipped_evaluation_set_is_realistic_and_large_enough():
 def accept(agents, report_fields: dict | None = None) -> None:
     """An accepted baseline for the agent as it is in `agents` (what `aifactory eval --accept` writes)."""
     from aifactory.evalset import fingerprint
-    from aifactory.registry import find_agent
+    from activities.releases.loader import find_agent
 
     release = find_agent(agents, "it-triage").release
     body = {"fingerprint": fingerprint(release), "accuracy": 0.9, "release_version": release.release_version, **(report_fields or {})}

@@ -17,6 +17,12 @@ Keys never travel with the data. They come from, in order:
 configured cluster (`TEMPORAL_ADDRESS` set) there is no generated key: a
 missing key ring is an error, so a production worker never silently writes
 clear-text histories.
+
+Workers decode with `WorkerCodec`, which never fails a workflow task on a
+payload it cannot open: an undecodable payload (wrong key, altered bytes) or
+a clear-text one reaches the workflow marked (`contracts.payloads`), so a bad
+signal is refused and recorded while a bad start fails its own run, typed.
+Clients decode with `EncryptionCodec`, which raises `KeyRingError`.
 """
 
 from __future__ import annotations
@@ -24,15 +30,18 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import ClassVar, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, EncodingPayloadConverter, PayloadCodec
+from temporalio.exceptions import ApplicationError
 
 from activities.keys import KeyRing, KeyRingError, key_ring_from_env
+from contracts import errors as E
+from contracts import payloads as marked
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -40,12 +49,12 @@ CIPHER = b"AES256-GCM"
 NONCE_BYTES = 12
 
 
-def codec_key_ring(env: Mapping[str, str], home: Path, *, embedded: bool) -> KeyRing | None:
+def codec_key_ring(env: Mapping[str, str], home: Path | None, *, embedded: bool, require_home=None) -> KeyRing | None:
     """The payload codec's ring; None when encryption is switched off."""
     if env.get("AIFACTORY_CODEC", "").lower() in ("off", "0", "false", "no"):
         return None
     try:
-        return key_ring_from_env(env, home, prefix="AIFACTORY_CODEC", embedded=embedded)
+        return key_ring_from_env(env, home, prefix="AIFACTORY_CODEC", embedded=embedded, require_home=require_home)
     except KeyRingError as e:
         raise KeyRingError(f"{e} (or AIFACTORY_CODEC=off to write clear-text histories)") from None
 
@@ -87,6 +96,57 @@ class EncryptionCodec(PayloadCodec):
         return [self.decrypt(p) for p in payloads]
 
 
+class WorkerCodec(EncryptionCodec):
+    """The workers' codec: what it cannot decrypt, or what came in clear text, goes on marked."""
+
+    def open(self, payload: Payload) -> Payload:
+        if payload.metadata.get("encoding") != ENCODING:
+            return marked.unsealed(payload)
+        try:
+            return self.decrypt(payload)
+        except KeyRingError as e:
+            return marked.undecodable(str(e))
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [self.open(p) for p in payloads]
+
+
+class _Unsealed(EncodingPayloadConverter):
+    """A clear-text payload a worker marked: typed conversions read the payload inside as it is
+    (activity results, markers); the workflow itself refuses a clear-text start or decision."""
+
+    def __init__(self, converters: Mapping[bytes, EncodingPayloadConverter]) -> None:
+        self._converters = converters
+
+    @property
+    def encoding(self) -> str:
+        return marked.UNSEALED.decode()
+
+    def to_payload(self, value: Any) -> Payload | None:
+        return None
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        inner = marked.unwrap(payload)
+        converter = self._converters.get(inner.metadata.get("encoding", b""))
+        if converter is None or isinstance(converter, _Unsealed):
+            raise ApplicationError(f"clear-text payload of unknown encoding {inner.metadata.get('encoding', b'?')!r}", type=E.PAYLOAD_UNDECODABLE, non_retryable=True)
+        return converter.from_payload(inner, type_hint)
+
+
+class _Undecodable(EncodingPayloadConverter):
+    """A payload a worker could not decrypt: converting it fails the run (typed), never the task."""
+
+    @property
+    def encoding(self) -> str:
+        return marked.UNDECODABLE.decode()
+
+    def to_payload(self, value: Any) -> Payload | None:
+        return None
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        raise ApplicationError(f"a payload could not be decrypted: {marked.reason(payload)}", type=E.PAYLOAD_UNDECODABLE, non_retryable=True)
+
+
 class SharedPydanticPayloadConverter(PydanticPayloadConverter):
     """temporalio's pydantic payload converter, its encoders built once per process.
 
@@ -102,7 +162,10 @@ class SharedPydanticPayloadConverter(PydanticPayloadConverter):
         shared = SharedPydanticPayloadConverter._shared
         if shared is None:
             super().__init__()
-            SharedPydanticPayloadConverter._shared = self.converters
+            converters = dict(self.converters)
+            converters[marked.UNSEALED] = _Unsealed(converters)
+            converters[marked.UNDECODABLE] = _Undecodable()
+            self.converters = SharedPydanticPayloadConverter._shared = converters
         else:
             self.converters = shared
 
@@ -111,15 +174,24 @@ class SharedPydanticPayloadConverter(PydanticPayloadConverter):
 FACTORY_CONVERTER = DataConverter(payload_converter_class=SharedPydanticPayloadConverter)
 
 
-def data_converter(ring: KeyRing | None) -> DataConverter:
-    """Pydantic payloads; with a ring, encrypted, and failure messages encoded too."""
+def data_converter(ring: KeyRing | None, *, worker: bool = False) -> DataConverter:
+    """Pydantic payloads; with a ring, encrypted, and failure messages encoded too. A `worker`
+    converter marks what it cannot open instead of raising (see `WorkerCodec`)."""
     if ring is None:
         return FACTORY_CONVERTER
     return dataclasses.replace(
         FACTORY_CONVERTER,
-        payload_codec=EncryptionCodec(ring),
+        payload_codec=(WorkerCodec if worker else EncryptionCodec)(ring),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
+
+
+def for_workers(converter: DataConverter) -> DataConverter:
+    """`converter` as a worker decodes with: the same keys, marking instead of raising."""
+    codec = converter.payload_codec
+    if isinstance(codec, EncryptionCodec) and not isinstance(codec, WorkerCodec):
+        return dataclasses.replace(converter, payload_codec=WorkerCodec(codec.ring))
+    return converter
 
 
 def key_ids(payloads: Iterable[Payload]) -> set[str]:

@@ -1,14 +1,17 @@
-"""A decode-only codec server, so operators read encrypted payloads in the Temporal UI.
+"""A codec server: operators read encrypted payloads in the Temporal UI; trusted starters encode.
 
 Not workflow-safe. It speaks the Temporal codec server protocol: `POST
-/decode` with `{"payloads": [...]}` in protobuf JSON, the same shape back. It
-never encodes (`/encode` answers 403), so it cannot be used to forge payloads.
+/decode` (and `/encode`) with `{"payloads": [...]}` in protobuf JSON, the same
+shape back. Two kinds of token: a decode token (for the UI) only decodes; an
+encode token also encodes, for systems that start runs with the `temporal` CLI
+(`temporal workflow start --codec-endpoint ...`). Without encode tokens
+`/encode` answers 403, so a decode token can never be used to forge payloads.
 
 Every request carries a token, either as `Authorization: Bearer <token>` (the
-UI sends the user's access token when "pass access token" is on) or as the
-first path segment (`http://127.0.0.1:8089/<token>`, the endpoint an operator
-pastes into the UI's codec server setting). CORS answers only the listed UI
-origins. The key ring stays in this process; it never reaches the browser.
+UI sends the user's access token when "pass access token" is on; the CLI sends
+`--codec-auth`) or as the first path segment (`http://127.0.0.1:8089/<token>`,
+the endpoint an operator pastes into the UI's codec server setting). CORS
+answers only the listed UI origins. The key ring stays in this process.
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ MAX_BODY = 16 * 1024 * 1024
 class CodecServerConfig:
     codec: EncryptionCodec
     tokens: tuple[str, ...] = field(repr=False, default=())
+    """Decode tokens."""
     origins: tuple[str, ...] = DEFAULT_ORIGINS
+    encode_tokens: tuple[str, ...] = field(repr=False, default=())
+    """Tokens that may also encode (none: this server only decodes)."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -76,8 +82,8 @@ class _Handler(BaseHTTPRequestHandler):
             token = auth[7:].strip()
         return token, parts[0] if parts else ""
 
-    def _authorized(self, token: str | None) -> bool:
-        return token is not None and any(hmac.compare_digest(token, t) for t in self.config.tokens)
+    def _authorized(self, token: str | None, tokens: tuple[str, ...]) -> bool:
+        return token is not None and any(hmac.compare_digest(token, t) for t in tokens)
 
     # -- verbs -----------------------------------------------------------------------------
 
@@ -89,12 +95,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         token, action = self._route()
-        if not self._authorized(token):
+        encoder = self._authorized(token, self.config.encode_tokens)
+        if not encoder and not self._authorized(token, self.config.tokens):
             return self._reply(401, {"message": "a valid codec server token is required"})
-        if action == "encode":
-            return self._reply(403, {"message": "this codec server only decodes"})
-        if action != "decode":
-            return self._reply(404, {"message": f"unknown action {action!r}; POST /decode"})
+        if action == "encode" and not encoder:
+            return self._reply(403, {"message": "this token only decodes" if self.config.encode_tokens else "this codec server only decodes"})
+        if action not in ("decode", "encode"):
+            return self._reply(404, {"message": f"unknown action {action!r}; POST /decode or /encode"})
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             return self._reply(413, {"message": f"body over {MAX_BODY} bytes"})
@@ -103,10 +110,13 @@ class _Handler(BaseHTTPRequestHandler):
         except json_format.ParseError as e:
             return self._reply(400, {"message": f"body is not {{\"payloads\": [...]}} in protobuf JSON: {e}"})
         try:
-            decoded = [self.config.codec.decrypt(p) for p in payloads.payloads]
+            if action == "encode":
+                done = [self.config.codec.encrypt(p) for p in payloads.payloads]
+            else:
+                done = [self.config.codec.decrypt(p) for p in payloads.payloads]
         except KeyRingError as e:
             return self._reply(422, {"message": str(e)})
-        body = json_format.MessageToDict(Payloads(payloads=decoded))
+        body = json_format.MessageToDict(Payloads(payloads=done))
         self._reply(200, {"payloads": body.get("payloads", [])})
 
     def do_GET(self) -> None:
@@ -120,7 +130,7 @@ class CodecServer:
     """The server on a thread; `port=0` picks a free port."""
 
     def __init__(self, config: CodecServerConfig, host: str = "127.0.0.1", port: int = 0) -> None:
-        if not config.tokens:
+        if not config.tokens and not config.encode_tokens:
             raise ValueError("a codec server needs at least one token")
         handler = type("Handler", (_Handler,), {"config": config})
         self.httpd = ThreadingHTTPServer((host, port), handler)

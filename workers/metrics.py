@@ -9,8 +9,10 @@ twice. Everything else is counted where the work happens, in activities:
   `settled` records, with their policy decisions.
 - each tool activity: calls by tool and outcome, and the policy decision that let it run.
 - `send_notification`: approvals pending (requested, decided, expired).
-- runs started (on a run's first workflow task only) and finished by outcome (the workflow interceptor, outside replay),
-  kill switches on (read from the store at scrape time).
+- runs started: the `admit_run` local activity, once per run (a local activity can run again when
+  its workflow task is retried or evicted: the worker remembers the runs it counted);
+- runs finished by outcome (the workflow interceptor, outside replay), kill switches on (read from
+  the store at scrape time).
 
 Labels are agent, version, tenant plus small closed sets (outcome, tool,
 direction); never a run id, an argument or anything else unbounded.
@@ -23,6 +25,7 @@ direction); never a run id, an argument or anything else unbounded.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -64,6 +67,8 @@ class FactoryMetrics:
         self.approvals_pending = Gauge("aifactory_approvals_pending", "Approval requests waiting for a person.", ("agent", "tenant"), registry=r)
         self.approval_latency = Histogram("aifactory_approval_wait_seconds", "How long a decided approval waited for a person.", ("agent", "tenant"), buckets=(10, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600), registry=r)
         self.envelope_utilisation = Gauge("aifactory_envelope_utilisation", "Share of the cost envelope spent this period (0..1), as of the last model call.", ("agent", "tenant"), registry=r)
+        self.admitted: OrderedDict[str, None] = OrderedDict()
+        """Runs this worker counted as started (a run's admission may run more than once)."""
         self.approvals_past_sla = Counter("aifactory_approvals_escalated", "Approval requests escalated or expired because nobody decided in time.", ("agent", "tenant", "event"), registry=r)
 
     def watch_switches(self, db_url: str) -> None:
@@ -125,7 +130,10 @@ class _ActivityMetrics(ActivityInboundInterceptor):
         info = activity.info()
         kind = info.activity_type
         if info.is_local:
-            return await super().execute_activity(input)
+            result = await super().execute_activity(input)
+            if kind == "admit_run":
+                self._admitted(info.workflow_id, info.workflow_run_id, result)
+            return result
         started = time.monotonic()
         try:
             result = await super().execute_activity(input)
@@ -134,6 +142,16 @@ class _ActivityMetrics(ActivityInboundInterceptor):
             raise
         self._observe(kind, input.args, result, None, time.monotonic() - started)
         return result
+
+    def _admitted(self, workflow_id: str, run_id: str, admitted: Any) -> None:
+        if run_id in self.m.admitted:
+            return
+        self.m.admitted[run_id] = None
+        while len(self.m.admitted) > 10_000:
+            self.m.admitted.popitem(last=False)
+        agent, tenant = _labels_from_workflow_id(workflow_id)
+        release = getattr(admitted, "release", None)
+        self.m.runs_started.labels(release.spec.name if release else agent, release.release_version if release else "unknown", tenant).inc()
 
     def _observe(self, kind: str, args: Any, result: Any, error: BaseException | None, seconds: float) -> None:
         try:
@@ -203,22 +221,11 @@ class _WorkflowMetrics(WorkflowInboundInterceptor):
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
         if workflow.info().workflow_type != "AgentWorkflow":
             return await super().execute_workflow(input)
-        run_input = input.args[0] if input.args else None
-        release = getattr(run_input, "release", None)
-        labels = (
-            release.spec.name if release else "unknown",
-            release.release_version if release else "unknown",
-            getattr(run_input, "tenant", "unknown"),
-        )
-        # A run's very first workflow task starts at event 3; every later instantiation of the same
-        # run (after a cache eviction, a worker restart) replays past it, so this counts each run once.
-        first_task = workflow.info().get_current_history_length() <= 3 and getattr(run_input, "carry", None) is None
-        if first_task and not workflow.unsafe.is_replaying():
-            self.metrics.runs_started.labels(*labels).inc()
         try:
             result = await super().execute_workflow(input)
         except BaseException as e:
             if not workflow.unsafe.is_replaying() and type(e).__name__ != "ContinueAsNewError":
+                labels = _run_labels()
                 self.metrics.runs_finished.labels(*labels, _error_type(e)).inc()
                 # The calls that ended the run ran nothing and reach no model call: count them here.
                 details = e.details[0] if isinstance(e, ApplicationError) and e.details else None
@@ -228,5 +235,13 @@ class _WorkflowMetrics(WorkflowInboundInterceptor):
                         self.metrics.policy_decisions.labels(*labels, record.decision.outcome.value).inc()
             raise
         if not workflow.unsafe.is_replaying():
-            self.metrics.runs_finished.labels(*labels, "completed").inc()
+            self.metrics.runs_finished.labels(*_run_labels(), "completed").inc()
         return result
+
+
+def _run_labels() -> tuple[str, str, str]:
+    """(agent, version, tenant) of the run this workflow task belongs to: the release it was admitted
+    under, and the tenant of its business key (`unknown` before the worker resolved a release)."""
+    agent, tenant = _labels_from_workflow_id(workflow.info().workflow_id)
+    release = getattr(workflow.instance(), "_release", None)
+    return (release.spec.name if release else agent), (release.release_version if release else "unknown"), tenant

@@ -9,9 +9,11 @@ the dev server on 127.0.0.1:7233 that `aifactory dev` starts.
     TEMPORAL_TLS            `true` for TLS with the system roots
     TEMPORAL_TLS_CERT / TEMPORAL_TLS_KEY / TEMPORAL_TLS_CA   mTLS files
     AIFACTORY_TASK_QUEUE    task queue (default `aifactory-agents`)
-    AIFACTORY_HOME          where embedded state lives (default `./.aifactory`)
+    AIFACTORY_HOME          where embedded state lives (default: the `.aifactory` folder of the
+                            project you are in, found by walking up to a folder with `.aifactory/`
+                            or `agents/`; outside a project, commands that need it say so)
     AIFACTORY_DB_URL        the factory's SQL store (default SQLite under AIFACTORY_HOME)
-    AIFACTORY_AGENTS_DIR    folder of agent definitions (default `./agents`)
+    AIFACTORY_AGENTS_DIR    folder of agent definitions (default: the project's `agents/`)
     AIFACTORY_CODEC, AIFACTORY_CODEC_KEYS, AIFACTORY_CODEC_KEY_FILE
                             payload encryption keys (see `workers.codec`)
     AIFACTORY_AUDIT_KEYS, AIFACTORY_AUDIT_KEY_FILE
@@ -37,6 +39,19 @@ from workers.codec import codec_key_ring, data_converter
 
 EMBEDDED_ADDRESS = "127.0.0.1:7233"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+HOME_DIR = ".aifactory"
+
+
+class FactoryHomeNotFound(LookupError):
+    """No factory home: neither `AIFACTORY_HOME` nor a project folder above the working directory."""
+
+
+def find_project(start: Path) -> Path | None:
+    """The nearest folder at or above `start` that holds a factory project (`.aifactory/` or `agents/`)."""
+    for folder in (start, *start.parents):
+        if (folder / HOME_DIR).is_dir() or (folder / "agents").is_dir():
+            return folder
+    return None
 
 
 @dataclass(frozen=True)
@@ -49,8 +64,10 @@ class Settings:
     tls_key: str | None = None
     tls_ca: str | None = None
     task_queue: str = "aifactory-agents"
-    home: Path = Path(".aifactory")
-    db_url: str = ""
+    home_dir: Path | None = None
+    """Where embedded state lives (`AIFACTORY_HOME`, or the project's `.aifactory`); None outside a project."""
+    db_url_setting: str = ""
+    """`AIFACTORY_DB_URL`; empty: SQLite in the home."""
     agents_dir: Path = Path("agents")
     key_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     """The codec and audit key settings, read when a ring is first needed."""
@@ -61,14 +78,20 @@ class Settings:
     """host:port where a worker serves the Temporal SDK's own metrics (`AIFACTORY_SDK_METRICS_ADDRESS`)."""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> "Settings":
         env = os.environ if env is None else env
-        home = Path(env.get("AIFACTORY_HOME") or ".aifactory").resolve()
+        project = find_project((cwd or Path.cwd()).resolve())
+        if env.get("AIFACTORY_HOME"):
+            home: Path | None = Path(env["AIFACTORY_HOME"]).resolve()
+        else:
+            home = project / HOME_DIR if project is not None else None
         agents = env.get("AIFACTORY_AGENTS_DIR")
         if agents:
             agents_dir = Path(agents)
-        elif Path("agents").is_dir():
-            agents_dir = Path("agents")
+        elif project is not None and (project / "agents").is_dir():
+            agents_dir = project / "agents"
+        elif home is not None and (home.parent / "agents").is_dir():
+            agents_dir = home.parent / "agents"
         else:
             agents_dir = REPO_ROOT / "agents"
         return cls(
@@ -80,14 +103,29 @@ class Settings:
             tls_key=env.get("TEMPORAL_TLS_KEY") or None,
             tls_ca=env.get("TEMPORAL_TLS_CA") or None,
             task_queue=env.get("AIFACTORY_TASK_QUEUE") or "aifactory-agents",
-            home=home,
-            db_url=env.get("AIFACTORY_DB_URL") or f"sqlite:///{home / 'factory.db'}",
+            home_dir=home,
+            db_url_setting=env.get("AIFACTORY_DB_URL") or "",
             agents_dir=agents_dir.resolve(),
             key_env={k: v for k, v in env.items() if k.startswith(("AIFACTORY_CODEC", "AIFACTORY_AUDIT_KEY"))},
             audit_retention_days=int(env.get("AIFACTORY_AUDIT_RETENTION_DAYS") or 365),
             metrics_address=env.get("AIFACTORY_METRICS_ADDRESS") or None,
             sdk_metrics_address=env.get("AIFACTORY_SDK_METRICS_ADDRESS") or None,
         )
+
+    @property
+    def home(self) -> Path:
+        """The factory home, or `FactoryHomeNotFound` saying how to name one."""
+        if self.home_dir is None:
+            raise FactoryHomeNotFound(
+                "no factory home here: set AIFACTORY_HOME to your factory's state folder (for example "
+                "/path/to/project/.aifactory), or run the command from inside the project folder"
+            )
+        return self.home_dir
+
+    @property
+    def db_url(self) -> str:
+        """`AIFACTORY_DB_URL`, or the embedded SQLite store in the home."""
+        return self.db_url_setting or f"sqlite:///{self.home / 'factory.db'}"
 
     @property
     def embedded(self) -> bool:
@@ -99,11 +137,11 @@ class Settings:
 
     def key_ring(self) -> KeyRing | None:
         """The payload encryption keys; the embedded default creates its key file on first use."""
-        return codec_key_ring(self.key_env, self.home, embedded=self.embedded)
+        return codec_key_ring(self.key_env, self.home_dir, embedded=self.embedded, require_home=lambda: self.home)
 
     def audit_key_ring(self) -> KeyRing:
         """The audit chain's MAC keys; the embedded default creates its key file on first use."""
-        return key_ring_from_env(self.key_env, self.home, prefix="AIFACTORY_AUDIT", embedded=self.embedded)
+        return key_ring_from_env(self.key_env, self.home_dir, prefix="AIFACTORY_AUDIT", embedded=self.embedded, require_home=lambda: self.home)
 
     def data_converter(self) -> DataConverter:
         return data_converter(self.key_ring())

@@ -19,6 +19,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.admission import Admissions
+from activities.releases.registry import ReleaseRegistry
 from activities.budget import BudgetLedger
 from activities.model.activity import HEARTBEAT_EVERY, ModelActivities
 from activities.model.endpoints import EndpointRegistry
@@ -27,6 +28,8 @@ from activities.model.transcripts import TranscriptStore
 from activities.notify import NotifyActivities
 from activities.policy import PolicyActivities
 from activities.switches import SwitchActivities
+from activities.codec_keys import register_codec_keys
+from workers.codec import EncryptionCodec, for_workers
 from workers.metrics import FactoryMetrics, MetricsInterceptor
 from activities.tools.catalog import CATALOG
 from activities.tools.it_desk_activities import ItDeskActivities
@@ -79,6 +82,9 @@ class WorkerParts:
     """What a worker process runs; tests swap in their own endpoints or database."""
 
     db_url: str
+    releases: ReleaseRegistry = field(default_factory=ReleaseRegistry)
+    """The agent releases this worker runs (`ReleaseRegistry.from_folder` of its agents folder): runs
+    are resolved against these, never against what their starter sent."""
     endpoints: EndpointRegistry = field(default_factory=EndpointRegistry)
     pricing: Pricing = field(default_factory=Pricing)
     policies: PolicyActivities = field(default_factory=PolicyActivities)
@@ -91,13 +97,13 @@ class WorkerParts:
 
     def activities(self, budget: BudgetLedger | None = None) -> list:
         """The activities of one worker; `budget` is its envelope ledger (leases are per worker)."""
-        admissions = Admissions(self.db_url, self.policies)
+        admissions = Admissions(self.db_url, self.policies, self.releases)
         model = ModelActivities(self.endpoints, TranscriptStore(self.db_url), self.pricing, budget or BudgetLedger(self.db_url), admissions)
         desk = ItDeskActivities(self.db_url)
         notify = NotifyActivities(self.db_url, self.webhook_url)
         switches = SwitchActivities(self.db_url)
         acts = [
-            model.call_model, self.policies.resolve_policy, switches.check_kill_switch, notify.send_notification,
+            model.call_model, admissions.admit_run_activity, self.policies.resolve_policy, switches.check_kill_switch, notify.send_notification,
             *desk.activities(), *self.extra_activities,
         ]  # fmt: skip
         if self.audit is not None:
@@ -133,6 +139,13 @@ def build_worker(client: Client, task_queue: str, parts: WorkerParts, *, sandbox
     # Model calls heartbeat every few seconds while they wait; without a heartbeat timeout the SDK
     # would hold those back for 30 s, and a kill switch's cancellation rides on them.
     options.setdefault("default_heartbeat_throttle_interval", timedelta(seconds=HEARTBEAT_EVERY))
+    # Decoding on a worker never fails a workflow task: what it cannot open reaches the workflow marked.
+    codec = client.data_converter.payload_codec
+    if isinstance(codec, EncryptionCodec):  # clients check theirs against these when they connect
+        register_codec_keys(parts.db_url, codec.ring)
+    converter = for_workers(client.data_converter)
+    if converter is not client.data_converter:
+        client = Client(client.service_client, namespace=client.namespace, data_converter=converter)
     return Worker(
         client,
         task_queue=task_queue,

@@ -13,26 +13,29 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
+    from pydantic import BaseModel, ValidationError
 
     from activities.tools.catalog import CATALOG, ArgumentsRejected, ToolDefinition
     from contracts import errors as E
+    from contracts import payloads
     from contracts import search
-    from contracts.model import ChatMessage, ModelCallInput, ModelCallResult, Usage
-    from contracts.run import AgentRunInput, AgentRunResult, RunCarry, RunFailure, RunState, RunStatus
+    from contracts.agent import AgentRelease, PinnedRelease
+    from contracts.model import ChatMessage, ModelCallInput, ModelCallResult, Usage, system_prompt
+    from contracts.run import AgentRunInput, AgentRunResult, RunCarry, RunFailure, RunState, RunStatus, run_workflow_id
     from contracts.schema import parse_json_answer, schema_problems
     from contracts.budget import BudgetDecision, BudgetNote, EnvelopeRef
-    from contracts.control import Admission, Admitted, KillSwitchState, StopAnswer, StopOrder, SwitchQuery
-    from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, RequestStatus, Verdict
+    from contracts.control import Admission, Admitted, KillSwitchState, RunAdmission, RunAdmitted, StopAnswer, StopOrder, SwitchQuery
+    from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, Refusal, RequestStatus, Verdict
     from contracts.notify import Notification
     from contracts.policy import Directory, Outcome, PolicyDecision, PolicySet, SafeDefault, ToolCallFacts
     from contracts.tools import ToolCallRecord, ToolContext, ToolOutcome
@@ -46,11 +49,17 @@ MAX_INVALID_TOOL_CALLS = 3
 MAX_REPAIRS = 1
 #: Calls the policy denies (or approvers reject) that a run tolerates before failing with PolicyDenied.
 MAX_DENIALS = 5
+#: Refused messages (unreadable or unauthorised decisions) a run keeps in its ledger; the audit keeps them all.
+MAX_REFUSALS_KEPT = 100
 #: Said once a procedure's required tool calls are done, before asking for the final answer.
 ANSWER_NOW = (
     "The required tool calls are done. Reply now with only the final JSON answer, "
     "taking its values from the tool results above."
 )
+#: Patch id of the trust boundary: from here on a run reads nothing that governs it from its input.
+#: The worker resolves release, prompt, policy, envelope and kill switches (`admit_run`); histories
+#: recorded without the marker replay through the protocol their input recorded.
+WORKER_RESOLVES_PATCH = "worker-resolves-release"
 #: Patch id of the policy gate; runs started before it replay without the gate.
 POLICY_GATE_PATCH = "policy-gate-v1"
 #: Patch id of the repeated-call and context breakers; a marker is written only by a run that trips one.
@@ -71,6 +80,12 @@ MODEL_RETRY = RetryPolicy(
     maximum_attempts=8,
     non_retryable_error_types=[E.MODEL_CALL_REJECTED, E.TRANSCRIPT_MISSING],
 )
+#: Admission reads the store; while it is unreachable the run waits at its start rather than failing.
+ADMIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+
+#: Signals and updates a run takes (wire API). Anything else sent to a run is answered and recorded.
+SIGNALS = ("approve", "reject")
+UPDATES = ("decide_approval", "stop", "budget_decision")
 
 
 def idempotency_key(workflow_id: str, step: int, call_index: int) -> str:
@@ -83,46 +98,74 @@ def summarize(data: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _problems(e: ValidationError) -> str:
+    return "; ".join(f"field {'.'.join(map(str, err['loc'])) or '(root)'!r}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors())
+
+
 @workflow.defn(name="AgentWorkflow", failure_exception_types=[ValidationError])
 class AgentWorkflow:
     @workflow.init
-    def __init__(self, inp: AgentRunInput) -> None:
-        spec = inp.release.spec
-        carry = inp.carry
-        self._inp = inp
+    def __init__(self, raw: RawValue) -> None:
+        # Nothing is read from the input here: what governs the run is settled in `run`, by the worker.
+        self._inp: AgentRunInput | None = None
+        self._release: PinnedRelease | None = None
+        self._legacy: bool | None = None
+        """True for histories recorded before the worker resolved releases (no patch marker)."""
+        self._sealed = True
+        """Whether the start input arrived encrypted (a worker with a key ring marks clear text)."""
         self._state = RunState.STARTING
         self._waiting_on = "nothing"
+        self._last_call_cost = 0.0
+        self._memory: list[ChatMessage] | None = []
+        """Full conversation in worker memory only, to resend if the store lost it; unknown after continue-as-new."""
+        self._answer_asked = False
+        self._stop: StopOrder | None = None
+        self._budget_decision: BudgetDecision | None = None
+        self._inflight: workflow.ActivityHandle | None = None
+        self._admission: Admission | None = None
+        """Sent with the first model call until it answers (runs recorded with `admit_in_first_call`)."""
+        self._listed_awaiting = False
+        """Whether the run's search attributes say it waits for an approval."""
+        self._sent_prompt: str | None = None
+        """SHA-256 of the prompt the model activity sent, as it reported it."""
+        self._restore(None)
+
+    def _restore(self, carry: RunCarry | None) -> None:
+        """The run's counters and records: fresh, or as the previous execution carried them."""
         self._step = carry.step if carry else 0
         self._usage = carry.usage if carry else Usage()
-        self._last_call_cost = 0.0
         self._invalid = carry.invalid_tool_calls if carry else 0
         self._repairs = carry.repairs if carry else 0
         self._records: list[ToolCallRecord] = list(carry.tool_calls) if carry else []
         self._seq = carry.transcript_seq if carry else 0
         self._pending: list[ChatMessage] = list(carry.pending) if carry else []
-        # Full conversation in worker memory only, to resend if the store lost it; unknown after continue-as-new.
-        self._memory: list[ChatMessage] | None = None if carry else []
-        self._step_limit = spec.step_limit
         self._policy: PolicySet | None = carry.policy if carry else None
         self._ledger = carry.ledger if carry else ApprovalLedger()
         self._book = ApprovalBook(self._ledger)
         self._denials = carry.denials if carry else 0
         self._settled: list[ToolCallRecord] = list(carry.settled) if carry else []
-        self._answer_asked = False
         self._context_tokens = carry.context_tokens if carry else 0
-        self._stop: StopOrder | None = None
         self._tier = carry.tier if carry else 0
-        self._budget_decision: BudgetDecision | None = None
-        self._inflight: workflow.ActivityHandle | None = None
-        self._admission: Admission | None = None
-        """Sent with the first model call until it answers (runs started with `admit_in_first_call`)."""
+        if carry is not None:
+            self._memory = None
+
+    @property
+    def _spec(self):
+        assert self._release is not None
+        return self._release.spec
+
+    def _is_legacy(self) -> bool:
+        """Was this run started before workers resolved releases? (Asked once; not from a query.)"""
+        if self._legacy is None:
+            self._legacy = not workflow.patched(WORKER_RESOLVES_PATCH)
+        return self._legacy
 
     @workflow.query(name="status")
     def status(self) -> RunStatus:
         return RunStatus(
             state=self._state,
             step=self._step,
-            step_limit=self._step_limit,
+            step_limit=self._release.spec.step_limit if self._release else 0,
             usage=self._usage,
             waiting_on=self._waiting_on,
             tool_calls=len(self._records),
@@ -131,8 +174,82 @@ class AgentWorkflow:
             approval=next(iter(self._book.pending()), None),
         )
 
-    @workflow.update(name="stop")
-    async def stop(self, order: StopOrder) -> StopAnswer:
+    @workflow.query(name="approvals")
+    def approvals(self) -> ApprovalLedger:
+        return self._ledger
+
+    # -- messages: read by the workflow itself, so a bad one is refused and recorded, never wedges --
+
+    def _open(self, raw: RawValue, model: type[BaseModel], what: str) -> tuple[Any, str | None]:
+        """`raw` as `model`, or why it cannot be taken (undecodable, clear text, the wrong shape)."""
+        payload = raw.payload
+        if payloads.is_undecodable(payload):
+            return None, f"{what} could not be decrypted ({payloads.reason(payload)})"
+        if payloads.is_unsealed(payload):
+            if self._requires_sealed():
+                return None, (f"{what} was sent in clear text, and this agent's runs take encrypted messages only: "
+                              "send it with `aifactory`, the gateway, or a client that encodes through the codec endpoint")  # fmt: skip
+            payload = payloads.unwrap(payload)
+        try:
+            return workflow.payload_converter().from_payload(payload, model), None
+        except ValidationError as e:
+            return None, f"{what} is not a {model.__name__}: {_problems(e)}"
+        except Exception as e:  # not JSON, an unknown encoding, ...
+            return None, f"{what} is not a {model.__name__}: {type(e).__name__}: {e}"[:500]
+
+    def _requires_sealed(self) -> bool:
+        if self._legacy:
+            return False
+        return self._release is None or not self._release.spec.clear_payloads
+
+    @workflow.signal(dynamic=True)
+    async def _signal(self, name: str, args: Sequence[RawValue]) -> None:
+        if name not in SIGNALS:
+            workflow.logger.warning("ignored signal %r: this run takes %s", name, ", ".join(SIGNALS))
+            return
+        verdict = Verdict.APPROVE if name == "approve" else Verdict.REJECT
+        decision, problem = self._one(args, ApprovalDecision, f"signal {name}")
+        if problem is not None:
+            if not self._is_legacy():  # runs recorded before dropped such a signal without a trace
+                await self._refuse_message(problem, verdict)
+            return
+        await self._decide(decision, verdict)
+
+    @workflow.update(dynamic=True)
+    async def _update(self, name: str, args: Sequence[RawValue]) -> Any:
+        if name == "decide_approval":
+            decision, problem = self._one(args, ApprovalDecision, "update decide_approval")
+            if problem is None and not decision.approver.strip():
+                problem = "update decide_approval: approver is required"
+            if problem is not None:
+                await self._refuse_message(problem, decision.verdict if decision is not None else None)
+                raise ApplicationError(problem, type=E.APPROVAL_REFUSED, non_retryable=True)
+            answer = await self._decide(decision, decision.verdict)
+            if not answer.accepted:
+                raise ApplicationError(answer.reason, type=E.APPROVAL_REFUSED, non_retryable=True)
+            return answer
+        if name == "stop":
+            order, problem = self._one(args, StopOrder, "update stop")
+            if problem is None and (not order.by.strip() or not order.reason.strip()):
+                problem = "update stop: a stop order needs the operator (by) and a reason"
+            if problem is not None:
+                raise ApplicationError(problem, type=E.MESSAGE_REFUSED, non_retryable=True)
+            return self._take_stop(order)
+        if name == "budget_decision":
+            decision, problem = self._one(args, BudgetDecision, "update budget_decision")
+            if problem is None and not decision.by.strip():
+                problem = "update budget_decision: a budget decision needs the operator (by)"
+            if problem is not None:
+                raise ApplicationError(problem, type=E.MESSAGE_REFUSED, non_retryable=True)
+            return self._take_budget_decision(decision)
+        raise ApplicationError(f"this run takes no update {name!r} (it takes: {', '.join(UPDATES)})", type=E.MESSAGE_REFUSED, non_retryable=True)
+
+    def _one(self, args: Sequence[RawValue], model: type[BaseModel], what: str) -> tuple[Any, str | None]:
+        if len(args) != 1:
+            return None, f"{what} takes one {model.__name__}, got {len(args)} values"
+        return self._open(args[0], model, what)
+
+    def _take_stop(self, order: StopOrder) -> StopAnswer:
         """A kill switch: from the acknowledgement on the run starts no activity, cancels the one
         in flight, and ends at the step boundary with `RunStopped` naming the operator and reason."""
         state = self._state.value
@@ -143,53 +260,23 @@ class AgentWorkflow:
                 self._inflight.cancel()
         return StopAnswer(acknowledged=True, state=state)
 
-    @workflow.update(name="budget_decision")
-    async def budget_decision(self, decision: BudgetDecision) -> StopAnswer:
+    def _take_budget_decision(self, decision: BudgetDecision) -> StopAnswer:
         """An operator's answer to a run paused on its spent envelope: resume (after raising it) or stop."""
         state = self._state.value
         if self._state is RunState.AWAITING_BUDGET:
             self._budget_decision = decision
         return StopAnswer(acknowledged=self._budget_decision is decision, state=state)
 
-    @budget_decision.validator
-    def _validate_budget_decision(self, decision: BudgetDecision) -> None:
-        if not decision.by.strip():
-            raise ValueError("a budget decision needs the operator (by)")
-
-    @stop.validator
-    def _validate_stop(self, order: StopOrder) -> None:
-        if not order.by.strip() or not order.reason.strip():
-            raise ValueError("a stop order needs the operator (by) and a reason")
-
-    @workflow.query(name="approvals")
-    def approvals(self) -> ApprovalLedger:
-        return self._ledger
-
-    # -- approvals: signals for the Temporal UI, an update for a synchronous answer ----------------
-
-    @workflow.signal(name="approve")
-    async def approve(self, decision: ApprovalDecision) -> None:
-        await self._decide(decision, Verdict.APPROVE)
-
-    @workflow.signal(name="reject")
-    async def reject(self, decision: ApprovalDecision) -> None:
-        await self._decide(decision, Verdict.REJECT)
-
-    @workflow.update(name="decide_approval")
-    async def decide_approval(self, decision: ApprovalDecision) -> DecisionAnswer:
-        answer = await self._decide(decision, decision.verdict)
-        if not answer.accepted:
-            raise ApplicationError(answer.reason, type=E.APPROVAL_REFUSED, non_retryable=True)
-        return answer
-
-    @decide_approval.validator
-    def _validate_decision(self, decision: ApprovalDecision) -> None:
-        # Cheap shape checks only: authorization is decided in the handler, so every
-        # attempt, refused or not, is on record in history and in the outbox.
-        if not decision.approver.strip():
-            raise ValueError("approver is required")
-        if not self._ledger.requests:
-            raise ValueError("this run has no approval request")
+    async def _refuse_message(self, problem: str, verdict: Verdict | None) -> None:
+        """A decision the run cannot read: kept in the ledger and the outbox, like any refused decision."""
+        workflow.logger.warning("refused a message: %s", problem)
+        refusals = self._ledger.refusals
+        refusals.append(Refusal(request_id=None, person="(unreadable)", verdict=verdict or Verdict.APPROVE, reason=problem, at=workflow.now()))
+        del refusals[:-MAX_REFUSALS_KEPT]
+        await self._notify(
+            "approval_refused", f"refusal/{workflow.uuid4()}", f"Refused a message: {problem}", group=None,
+            details={"request": None, "person": None, "verdict": verdict.value if verdict else None, "reason": problem},
+        )  # fmt: skip
 
     async def _decide(self, decision: ApprovalDecision, verdict: Verdict) -> DecisionAnswer:
         directory = self._policy.directory if self._policy else Directory()
@@ -205,31 +292,25 @@ class AgentWorkflow:
             )
         return answer
 
+    # -- the run -----------------------------------------------------------------------------
+
     @workflow.run
-    async def run(self, inp: AgentRunInput) -> AgentRunResult:
-        release = inp.release
-        spec = release.spec
-        self._label_run()
-        problems = schema_problems(spec.input_schema, inp.input)
-        if problems:
-            raise self._fail(f"run input does not match agent {spec.name!r}: {'; '.join(problems)}", E.INVALID_RUN_INPUT)
-        if inp.admit_in_first_call:
-            if self._policy is None:  # the first model call checks the switches and resolves the policy
-                self._admission = Admission(agent=spec.name, tenant=inp.tenant, policy=spec.policy)
-        else:  # runs recorded before admission moved into the first model call
-            if self._policy is None and (inp.policy_gate or workflow.patched(POLICY_GATE_PATCH)):
-                self._policy = await self._resolve_policy()
-            if inp.carry is None and (inp.kill_switch_check or workflow.patched(KILL_SWITCH_PATCH)):
-                self._refuse_if_switched(await self._check_kill_switch())
+    async def run(self, raw: RawValue) -> AgentRunResult:
+        legacy = self._is_legacy()
+        inp = self._read_input(raw)
+        self._inp = inp
+        if legacy:
+            await self._start_as_recorded(inp)
+        else:
+            await self._admit_run(inp)
+        spec = self._spec
         tools = {name: CATALOG[name] for name in spec.tools if name in CATALOG}
         offered = list(tools)
         info = workflow.info()
         transcript_id = f"{info.workflow_id}#{info.first_execution_run_id}"
         if inp.carry is None:
-            self._pending = [
-                ChatMessage(role="system", content=self._system_prompt()),
-                ChatMessage(role="user", content=json.dumps(inp.input, sort_keys=True)),
-            ]
+            opening = [ChatMessage(role="system", content=self._system_prompt())] if legacy else []
+            self._pending = [*opening, ChatMessage(role="user", content=json.dumps(inp.input, sort_keys=True))]
 
         while self._step < spec.step_limit:
             self._check_stop()
@@ -263,11 +344,13 @@ class AgentWorkflow:
             if problem is None:
                 self._set_state(RunState.COMPLETED, "nothing")
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                release = self._release
+                assert release is not None
                 return AgentRunResult(
                     output=answer,
                     agent=spec.name,
                     agent_version=release.release_version,
-                    prompt_sha256=release.prompt_sha256,
+                    prompt_sha256=self._sent_prompt or release.prompt_sha256,
                     tenant=inp.tenant,
                     run_key=inp.run_key,
                     steps=self._step,
@@ -294,10 +377,95 @@ class AgentWorkflow:
         self._set_state(RunState.FAILED, "nothing")
         raise self._fail(f"run reached the step limit of {spec.step_limit} without a final answer", E.STEP_LIMIT_EXCEEDED)
 
+    # -- the start: what governs the run ------------------------------------------------------
+
+    def _read_input(self, raw: RawValue) -> AgentRunInput:
+        """The run input, or the run fails at once with a typed error (never a retried task)."""
+        payload = raw.payload
+        if payloads.is_undecodable(payload):
+            raise self._fail(
+                f"the run's input could not be decrypted ({payloads.reason(payload)}): start it with a client that "
+                "uses the workers' key ring", E.PAYLOAD_UNDECODABLE,
+            )  # fmt: skip
+        if payloads.is_unsealed(payload):
+            self._sealed = False
+            payload = payloads.unwrap(payload)
+        try:
+            return workflow.payload_converter().from_payload(payload, AgentRunInput)
+        except ValidationError as e:
+            if self._legacy:  # as such runs failed when they were recorded
+                raise
+            raise self._fail(f"run input refused: {_problems(e)}", E.INVALID_RUN_INPUT) from None
+        except Exception as e:
+            raise self._fail(f"run input is not an AgentRunInput: {type(e).__name__}: {e}"[:500], E.INVALID_RUN_INPUT) from None
+
+    async def _admit_run(self, inp: AgentRunInput) -> None:
+        """Settle the release, policy and admission from the worker's own deployment, never the input."""
+        info = workflow.info()
+        expected = run_workflow_id(inp.agent_name, inp.tenant, inp.run_key)
+        if info.workflow_id != expected:
+            raise self._fail(f"run input refused: the workflow id must be the run's business key {expected!r}", E.INVALID_RUN_INPUT)
+        if inp.carry is not None:
+            # Only the run's own continue-as-new writes a carry: a start that brings one is refused.
+            lineage = inp.carry.lineage
+            if info.continued_run_id is None or (lineage and lineage != info.first_execution_run_id):
+                raise self._fail("run input refused: field 'carry' is written only by the run's own continue-as-new", E.INVALID_RUN_INPUT)
+            release = inp.carry.release or (inp.release.pinned() if inp.release else None)
+            if release is None:
+                raise self._fail("run input refused: a continued run must carry its release", E.INVALID_RUN_INPUT)
+            self._release = release
+            self._restore(inp.carry)
+        else:
+            admitted = await workflow.execute_local_activity(
+                "admit_run",
+                RunAdmission(agent=inp.agent_name, version=inp.version, tenant=inp.tenant),
+                result_type=RunAdmitted,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=ADMIT_RETRY,
+            )
+            self._release = admitted.release
+            if admitted.refused is not None:
+                self._set_state(RunState.FAILED, "nothing")
+                raise self._fail(admitted.refused.message, admitted.refused.type)
+            assert admitted.release is not None and admitted.policy is not None
+            self._policy = admitted.policy
+        self._label_run()
+        spec = self._spec
+        if not self._sealed and not spec.clear_payloads:
+            raise self._fail(
+                f"run input was sent in clear text, and runs of {spec.name} must be encrypted: start it with `aifactory run`, "
+                "FactoryClient, the gateway, or `temporal workflow start --codec-endpoint ...` (see the README)",
+                E.PAYLOAD_NOT_ENCRYPTED,
+            )  # fmt: skip
+        if inp.carry is None:
+            problems = schema_problems(spec.input_schema, inp.input)
+            if problems:
+                raise self._fail(f"run input does not match agent {spec.name!r}: {'; '.join(problems)}", E.INVALID_RUN_INPUT)
+
+    async def _start_as_recorded(self, inp: AgentRunInput) -> None:
+        """Runs recorded before workers resolved releases: the release came with the input, and
+        admission as their protocol said (in the first model call, or two local activities)."""
+        assert inp.release is not None
+        self._release = inp.release
+        self._restore(inp.carry)
+        spec = inp.release.spec
+        self._label_run()
+        problems = schema_problems(spec.input_schema, inp.input)
+        if problems:
+            raise self._fail(f"run input does not match agent {spec.name!r}: {'; '.join(problems)}", E.INVALID_RUN_INPUT)
+        if inp.protocol >= 3:
+            if self._policy is None:  # the first model call checks the switches and resolves the policy
+                self._admission = Admission(agent=spec.name, tenant=inp.tenant, policy=spec.policy)
+        else:
+            if self._policy is None and (inp.protocol >= 1 or workflow.patched(POLICY_GATE_PATCH)):
+                self._policy = await self._resolve_policy()
+            if inp.carry is None and (inp.protocol >= 2 or workflow.patched(KILL_SWITCH_PATCH)):
+                self._refuse_if_switched(await self._check_kill_switch())
+
     # -- model -----------------------------------------------------------------------------
 
     async def _call_model(self, transcript_id: str, offered) -> ModelCallResult:
-        spec = self._inp.release.spec
+        spec = self._spec
         model = self._model()
         self._set_state(RunState.CALLING_MODEL, f"model {model.name}")
         # A procedure (`required_tools`): force each required tool in turn, then ask for the answer as JSON.
@@ -310,11 +478,15 @@ class AgentWorkflow:
         envelope = self._envelope()
         resend = False
         while True:
+            # A conversation that starts here opens with the release's prompt, which the model
+            # activity takes from the worker's own registry (runs recorded before sent it in `delta`).
+            prompt = self._release.prompt_ref if (base == 0 and not self._legacy) else None
             request = ModelCallInput(
                 transcript_id=transcript_id, base_seq=base, delta=delta, model=model,
                 tool_names=[] if final else offered, force_tool=force,
                 response_schema=spec.output_schema if final else None, step=self._step, settled=self._settled,
-                release_version=self._inp.release.release_version, envelope=envelope, admission=self._admission,
+                release_version=self._release.release_version, envelope=envelope, admission=self._admission,
+                prompt=prompt,
             )  # fmt: skip
             try:
                 result = await self._cancellable(
@@ -356,7 +528,9 @@ class AgentWorkflow:
         if self._memory is not None:
             self._memory = list(delta) if base == 0 else self._memory + delta
             self._memory.append(result.message)
-        self._seq = base + len(delta) + 1
+        if result.prompt_sha256:
+            self._sent_prompt = result.prompt_sha256
+        self._seq = base + (1 if prompt is not None else 0) + len(delta) + 1
         self._pending = []
         self._settled = []
         if self._admission is not None:  # after the bookkeeping: a call an older worker made is counted
@@ -377,7 +551,7 @@ class AgentWorkflow:
     async def _resolve_policy(self) -> PolicySet:
         return await workflow.execute_local_activity(
             "resolve_policy",
-            self._inp.release.spec.policy,
+            self._spec.policy,
             result_type=PolicySet,
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=[E.POLICY_FILE_ERROR]),
@@ -386,7 +560,7 @@ class AgentWorkflow:
     async def _check_kill_switch(self) -> KillSwitchState | None:
         return await workflow.execute_local_activity(
             "check_kill_switch",
-            SwitchQuery(agent=self._inp.release.spec.name, tenant=self._inp.tenant),
+            SwitchQuery(agent=self._spec.name, tenant=self._tenant),
             result_type=KillSwitchState | None,
             start_to_close_timeout=timedelta(seconds=10),
         )
@@ -401,7 +575,7 @@ class AgentWorkflow:
     async def _run_tool(
         self, call_id: str, name: str, raw_args: str, index: int, tools: dict[str, ToolDefinition]
     ) -> None:
-        spec = self._inp.release.spec
+        spec = self._spec
         record = ToolCallRecord(step=self._step, call_id=call_id, tool=name, outcome=ToolOutcome.OK)
         grant = check_grant(spec, name, set(tools))
         definition = tools.get(name)
@@ -426,7 +600,7 @@ class AgentWorkflow:
                 self._policy.bundle,
                 ToolCallFacts(
                     agent=spec.name,
-                    tenant=self._inp.tenant,
+                    tenant=self._tenant,
                     autonomy=spec.autonomy,
                     tool=name,
                     side_effect=definition.meta.side_effect,
@@ -457,10 +631,10 @@ class AgentWorkflow:
         ctx = ToolContext(
             run_id=info.workflow_id,
             agent=spec.name,
-            tenant=self._inp.tenant,
+            tenant=self._tenant,
             step=self._step,
             call_index=index,
-            agent_version=self._inp.release.release_version,
+            agent_version=self._release.release_version,
             idempotency_key=key,
             decision=decision,
             approved_by=approved_by,
@@ -496,24 +670,24 @@ class AgentWorkflow:
     # -- cost envelope and model tiers --------------------------------------------------------
 
     def _model(self):
-        spec = self._inp.release.spec
+        spec = self._spec
         return [spec.model, *spec.model_tiers][self._tier]
 
     def _economise(self, note: BudgetNote | None) -> None:
         """Drop to the cheapest tier once the envelope is spent past the agent's `economise_at`."""
-        at = self._inp.release.spec.routing.economise_at
+        at = self._spec.routing.economise_at
         if self._tier and at is not None and note is not None and note.limit_usd > 0 and note.spent_usd >= at * note.limit_usd:
             workflow.logger.info("envelope %.0f%% spent: back to the cheapest model tier", 100 * note.spent_usd / note.limit_usd)
             self._tier = 0
 
     def _envelope(self) -> EnvelopeRef | None:
-        spec = self._inp.release.spec
+        spec = self._spec
         env = spec.envelope
         if env is None:
             return None
         return EnvelopeRef(
-            key=env.key(spec.name, self._inp.tenant, workflow.now().date()), agent=spec.name,
-            tenant=env.tenant_of(self._inp.tenant), limit_usd=env.limit_usd, max_prompt_tokens=spec.breakers.max_context_tokens,
+            key=env.key(spec.name, self._tenant, workflow.now().date()), agent=spec.name,
+            tenant=env.tenant_of(self._tenant), limit_usd=env.limit_usd, max_prompt_tokens=spec.breakers.max_context_tokens,
         )  # fmt: skip
 
     async def _envelope_alert(self, envelope: EnvelopeRef, pct: int, note: BudgetNote) -> None:
@@ -525,7 +699,7 @@ class AgentWorkflow:
 
     async def _envelope_spent(self, envelope: EnvelopeRef, note: BudgetNote) -> None:
         """The envelope has no room for the next call: stop, or wait for an operator, as the agent says."""
-        spec = self._inp.release.spec
+        spec = self._spec
         assert spec.envelope is not None
         await self._envelope_alert(envelope, 100, note)
         why = f"cost envelope spent: ${note.spent_usd:.4f} of ${note.limit_usd:.4f} this {spec.envelope.period}"
@@ -560,6 +734,8 @@ class AgentWorkflow:
         order = self._stop
         if order is None:
             return
+        if self._listed_awaiting and not self._legacy:  # it waits no more: say so in the listings
+            self._unlist_awaiting()
         if record is not None:
             self._ran_nothing(record, ToolOutcome.STOPPED, "not run: the run was stopped")
         self._set_state(RunState.FAILED, "nothing")
@@ -568,7 +744,7 @@ class AgentWorkflow:
 
     def _repeat_breaker(self, record: ToolCallRecord) -> None:
         """End the run before one tool runs with the same arguments once more than the agent allows."""
-        limit = self._inp.release.spec.breakers.max_repeated_calls
+        limit = self._spec.breakers.max_repeated_calls
         ran = sum(1 for r in self._records if r.outcome is ToolOutcome.OK and r.tool == record.tool and r.arguments == record.arguments)
         if ran >= limit and workflow.patched(BREAKERS_PATCH):
             why = f"circuit breaker: {record.tool} already ran {ran} times with these arguments (limit {limit})"
@@ -587,7 +763,7 @@ class AgentWorkflow:
     def _next_required(self) -> str | None:
         """The first required tool not yet called to a conclusion (ran, denied or failed)."""
         done = {r.tool for r in self._records if r.outcome in (ToolOutcome.OK, ToolOutcome.DENIED, ToolOutcome.FAILED)}
-        return next((t for t in self._inp.release.spec.required_tools if t not in done), None)
+        return next((t for t in self._spec.required_tools if t not in done), None)
 
     def _reject(self, record: ToolCallRecord) -> None:
         """Report an invalid call to the model as a tool error; fail the run past the bound."""
@@ -627,11 +803,11 @@ class AgentWorkflow:
         request = self._book.open(
             ApprovalRequest(
                 id=f"{self._step}.{index}", tool=tool, arguments=arguments, rule_id=decision.rule_id,
-                reason=decision.reason, approval=decision.approval, requester=self._inp.requester,
-                tenant=self._inp.tenant, requested_at=now, deadline=first_deadline(decision.approval, now),
+                reason=decision.reason, approval=decision.approval, requester=self._inp.requester if self._inp else "",
+                tenant=self._tenant, requested_at=now, deadline=first_deadline(decision.approval, now),
             )
         )  # fmt: skip
-        event, subject = "requested", f"Approval needed: {tool} for {self._inp.release.spec.name}"
+        event, subject = "requested", f"Approval needed: {tool} for {self._spec.name}"
         while True:
             self._show_awaiting(request)
             await self._notify(
@@ -647,10 +823,14 @@ class AgentWorkflow:
                 await workflow.wait_condition(lambda: request.terminal or self._stop is not None, timeout=remaining)
                 self._check_stop()
                 break
+            except asyncio.CancelledError:  # the run is cancelled while it waits: the listings must not say it waits
+                if self._listed_awaiting and not self._legacy:
+                    self._unlist_awaiting()
+                raise
             except asyncio.TimeoutError:
                 if self._book.escalate(request.id, workflow.now()):
                     event = f"escalated_tier{request.tier + 1}"
-                    subject = f"Escalated ({request.tier + 1}/{len(request.approval.chain)}): {tool} for {self._inp.release.spec.name}"
+                    subject = f"Escalated ({request.tier + 1}/{len(request.approval.chain)}): {tool} for {self._spec.name}"
                     continue
                 await self._notify(
                     "approval_expired", f"{request.id}/expired",
@@ -665,10 +845,15 @@ class AgentWorkflow:
                 details={"request": request.id, "verdict": request.status.value, "by": request.decided_by, "note": request.note or "",
                          "waited_s": round((request.decided_at - request.requested_at).total_seconds(), 3) if request.decided_at else None},
             )  # fmt: skip
-        workflow.upsert_search_attributes([search.AWAITING_APPROVAL.value_set(False), search.APPROVAL_GROUP.value_unset()])
+        self._unlist_awaiting()
         return request
 
+    def _unlist_awaiting(self) -> None:
+        self._listed_awaiting = False
+        workflow.upsert_search_attributes([search.AWAITING_APPROVAL.value_set(False), search.APPROVAL_GROUP.value_unset()])
+
     def _show_awaiting(self, request: ApprovalRequest) -> None:
+        self._listed_awaiting = True
         workflow.upsert_search_attributes(
             [search.AWAITING_APPROVAL.value_set(True), search.APPROVAL_GROUP.value_set(request.group)]
         )
@@ -687,7 +872,7 @@ class AgentWorkflow:
         directory = self._policy.directory if self._policy else None
         notification = Notification(
             key=key or f"{info.workflow_id}/{suffix}", kind=kind, run_id=info.workflow_id,
-            agent=self._inp.release.spec.name, tenant=self._inp.tenant, group=group,
+            agent=self._agent, tenant=self._tenant, group=group,
             recipients=directory.members(group) if (directory and group) else [], subject=subject, details=details,
         )  # fmt: skip
         try:
@@ -710,45 +895,62 @@ class AgentWorkflow:
         details = RunFailure(step=self._step, usage=self._usage, settled=self._settled)
         return ApplicationError(message, details, type=type_, non_retryable=True)
 
+    @property
+    def _agent(self) -> str:
+        if self._release is not None:
+            return self._release.spec.name
+        parts = workflow.info().workflow_id.split("/")  # before the input is read: the business key
+        return parts[1] if len(parts) >= 4 else "unknown"
+
+    @property
+    def _tenant(self) -> str:
+        if self._inp is not None:
+            return self._inp.tenant
+        parts = workflow.info().workflow_id.split("/")
+        return parts[2] if len(parts) >= 4 else "unknown"
+
     def _system_prompt(self) -> str:
+        """The opening system message of runs recorded with their release's prompt in the input."""
+        assert self._inp is not None and self._inp.release is not None
         release = self._inp.release
-        return (
-            f"{release.prompt.strip()}\n\n"
-            "When you have finished, reply with only a JSON object (no prose) that matches this JSON Schema:\n"
-            f"{json.dumps(release.spec.output_schema, sort_keys=True)}"
-        )
+        return system_prompt(release.prompt, release.spec.output_schema)
 
     def _set_state(self, state: RunState, waiting_on: str) -> None:
         self._state = state
         self._waiting_on = waiting_on
-        spec = self._inp.release.spec
+        limit = self._release.spec.step_limit if self._release else 0
         workflow.set_current_details(
-            f"**{state.value}** · step {self._step}/{spec.step_limit} · waiting on {waiting_on} · "
+            f"**{state.value}** · step {self._step}/{limit} · waiting on {waiting_on} · "
             f"tokens {self._usage.total_tokens} · cost ${self._usage.cost_usd:.4f}"
         )
 
     def _label_run(self) -> None:
-        """Add the run's search attributes if whoever started it did not."""
-        release = self._inp.release
+        """Set the run's search attributes from its release (a starter's own labels are corrected)."""
+        release = self._release
+        assert release is not None
         wanted = {
             search.AGENT_NAME: release.spec.name,
             search.AGENT_VERSION: release.release_version,
             search.AGENT_OWNER: release.spec.owner.name,
-            search.TENANT: self._inp.tenant,
+            search.TENANT: self._tenant,
         }
         present = workflow.info().typed_search_attributes
-        missing = [key.value_set(v) for key, v in wanted.items() if present.get(key) != v]
-        if missing:
-            workflow.upsert_search_attributes(missing)
+        updates = [key.value_set(v) for key, v in wanted.items() if present.get(key) != v]
+        if not self._legacy and (present.get(search.AWAITING_APPROVAL) or present.get(search.APPROVAL_GROUP)):
+            updates += [search.AWAITING_APPROVAL.value_set(False), search.APPROVAL_GROUP.value_unset()]
+        if updates:
+            workflow.upsert_search_attributes(updates)
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
         if info.is_continue_as_new_suggested():
             return True
-        budget = self._inp.history_budget_events
+        budget = self._inp.history_budget_events if self._inp else 0
         return bool(budget) and info.get_current_history_length() >= budget
 
     def _continue_as_new(self) -> None:
+        inp, release = self._inp, self._release
+        assert inp is not None and release is not None
         carry = RunCarry(
             step=self._step,
             transcript_seq=self._seq,
@@ -763,5 +965,13 @@ class AgentWorkflow:
             settled=self._settled,
             context_tokens=self._context_tokens,
             tier=self._tier,
+            release=PinnedRelease(spec=release.spec, prompt_sha256=release.prompt_sha256),
+            lineage=workflow.info().first_execution_run_id,
         )
-        workflow.continue_as_new(self._inp.model_copy(update={"carry": carry}))
+        # The next execution gets what a start gets, plus the carry; the release text stays behind.
+        workflow.continue_as_new(
+            AgentRunInput(
+                agent=release.spec.name, tenant=inp.tenant, run_key=inp.run_key, input=inp.input, requester=inp.requester,
+                labels=inp.labels, history_budget_events=inp.history_budget_events, carry=carry,
+            )
+        )  # fmt: skip

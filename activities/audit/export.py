@@ -25,7 +25,7 @@ from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from activities.audit.chain import GENESIS, anchor_mac, canonical, link, run_ref, utc
-from activities.audit.extract import Extract, extract
+from activities.audit.extract import Extract, UnreadableHistory, extract
 from activities.audit.store import COPIED, AuditAnchor, AuditCursor, AuditJob, AuditRecordRow, AuditRun, utcnow
 from activities.db import engine_for
 from activities.keys import KeyRing
@@ -34,6 +34,8 @@ from contracts.audit import AuditRecord, RecordKind
 log = logging.getLogger("aifactory.audit")
 
 AGENT_WORKFLOW = "AgentWorkflow"
+#: The status of a run whose history the exporter cannot read: a gap in the store, not a chain.
+UNREADABLE = "unreadable"
 
 
 @dataclass
@@ -44,6 +46,8 @@ class ExportReport:
     records: int = 0
     open_runs: int = 0
     errors: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)
+    """Runs found unreadable on this pass (recorded once as a gap; `audit verify` reports them)."""
 
 
 def record_row(run_pk: int, seq: int, record: AuditRecord, ring: KeyRing, run: str, prev_hash: str) -> AuditRecordRow:
@@ -92,10 +96,15 @@ class AuditExporter:
             report.runs_seen += 1
             if progress is not None:
                 progress(report.runs_seen)
-            if await asyncio.to_thread(self._finished, e.run_id):
-                continue  # closed and exported to its last event: its history has nothing new
+            if await asyncio.to_thread(self._finished, e.run_id, retry_unreadable=workflow_id is not None):
+                continue  # closed and exported to its last event (or a recorded gap): nothing new
             try:
                 changed = await self._export_chain(e.id, e.run_id, report, done)
+            except UnreadableHistory as err:  # recorded once as a gap, not retried every pass
+                if await asyncio.to_thread(self._record_gap, e.id, e.run_id, e.start_time, str(err)):
+                    log.warning("audit export: run %s cannot be read (%s); recorded as a gap", e.id, err)
+                    report.gaps.append(f"{e.id}: {err}")
+                continue
             except Exception as err:  # one bad run must not stop the pass; it is retried next time
                 log.exception("audit export of %s/%s failed", e.id, e.run_id)
                 report.errors.append(f"{e.id}/{e.run_id}: {type(err).__name__}: {err}")
@@ -138,11 +147,44 @@ class AuditExporter:
             changed |= await asyncio.to_thread(self._append, ex, report.job_id, report)
         return changed
 
-    def _finished(self, execution: str) -> bool:
-        """The execution (a Temporal run id, unique) closed and was exported through its last event."""
+    def _finished(self, execution: str, *, retry_unreadable: bool = False) -> bool:
+        """The execution (a Temporal run id, unique) closed and was exported through its last event,
+        or was recorded as unreadable (an explicit `--run` export tries that one again)."""
         with Session(self.engine) as s:
             cursor = s.exec(select(AuditCursor).where(AuditCursor.execution == execution)).first()
-            return bool(cursor and cursor.closed)
+            if cursor is None or not cursor.closed:
+                return False
+            if retry_unreadable:
+                run = s.get(AuditRun, cursor.run_pk)
+                return not (run is not None and run.status == UNREADABLE)
+            return True
+
+    def _record_gap(self, workflow_id: str, execution: str, started_at: datetime, why: str) -> bool:
+        """Record a run the exporter cannot read: a run row saying so, and its execution set aside.
+        False when it was recorded before (the pass says nothing more about it)."""
+        parts = workflow_id.split("/")
+        agent, tenant, run_key = (parts[1], parts[2], "/".join(parts[3:])) if len(parts) >= 4 and parts[0] == "agent" else ("?", "?", workflow_id)
+        with Session(self.engine) as s:
+            run = s.exec(select(AuditRun).where(AuditRun.workflow_id == workflow_id)).first()
+            if run is None:
+                run = AuditRun(
+                    workflow_id=workflow_id, first_execution=execution, agent=agent, agent_version="", prompt_sha256="",
+                    tenant=tenant, run_key=run_key, started_at=started_at, head_hash=GENESIS, status=UNREADABLE, outcome=why[:500],
+                )  # fmt: skip
+                s.add(run)
+                s.flush()
+            elif run.status == UNREADABLE and run.outcome == why[:500]:
+                cursor = s.get(AuditCursor, (run.id, execution))
+                if cursor is not None and cursor.closed:
+                    return False
+            else:
+                run.status, run.outcome = UNREADABLE, why[:500]
+                s.add(run)
+            cursor = s.get(AuditCursor, (run.id, execution)) or AuditCursor(run_pk=run.id, execution=execution, started_at=started_at)
+            cursor.closed = True
+            s.add(cursor)
+            s.commit()
+        return True
 
     def _append(self, ex: Extract, job_id: int, report: ExportReport) -> bool:
         f = ex.facts
@@ -153,14 +195,17 @@ class AuditExporter:
                     select(AuditRun).where(AuditRun.workflow_id == f.workflow_id, AuditRun.first_execution == f.first_execution).with_for_update()
                 ).first()
                 if run is None:
-                    release = f.input.release
                     run = AuditRun(
-                        workflow_id=f.workflow_id, first_execution=f.first_execution, agent=release.spec.name,
-                        agent_version=release.release_version, prompt_sha256=release.prompt_sha256, tenant=f.input.tenant,
+                        workflow_id=f.workflow_id, first_execution=f.first_execution, agent=f.input.agent_name,
+                        agent_version="", prompt_sha256="", tenant=f.input.tenant,
                         run_key=f.input.run_key, requester=f.input.requester, started_at=f.started_at, head_hash=GENESIS,
                     )  # fmt: skip
                     s.add(run)
                     s.flush()
+                if f.release is not None and not run.agent_version:  # the release the worker admitted it under
+                    run.agent_version = f.release.release_version
+                if f.prompt_sha256 and not run.prompt_sha256:  # the prompt its model activity reported sending
+                    run.prompt_sha256 = f.prompt_sha256
                 cursor = s.get(AuditCursor, (run.id, f.execution))
                 if cursor is None:
                     cursor = AuditCursor(run_pk=run.id, execution=f.execution, started_at=f.started_at)

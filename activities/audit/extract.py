@@ -8,7 +8,10 @@ after it without changing what is already stored.
 
 Where each record comes from:
 
-- run_started: the first execution's start event (requester, business input).
+- run_started: the first execution's start event (requester, business input, labels).
+- run_admitted: the `admit_run` local activity's marker: the release and policy the
+  worker resolved for the run (or why it refused it). The prompt hash a run is
+  recorded under is the one its model activity reports having sent.
 - model_call: a `call_model` activity closing (model, tokens, cost, latency from
   schedule to close, attempts).
 - tool_call: a tool activity closing (arguments, result, idempotency key, the
@@ -17,12 +20,14 @@ Where each record comes from:
   workflow sends with its next model call or attaches to its failure.
 - approval_*: `send_notification` activities (requested, escalated, expired,
   refused, decided) and the approve / reject signals and `decide_approval`
-  updates (approval_attempt, accepted or refused).
+  updates (approval_attempt, accepted or refused; one the exporter cannot read
+  is recorded as refused, with the reason, and the story goes on).
 - run_continued / run_completed / run_failed / ...: the execution's last event.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -37,6 +42,8 @@ from contracts.audit import AuditRecord, Decision, RecordKind as K
 from contracts.approval import ApprovalDecision
 from contracts.model import ModelCallInput, ModelCallResult
 from contracts.notify import Notification
+from contracts.agent import PinnedRelease
+from contracts.control import RunAdmitted
 from contracts.policy import Outcome, PolicyDecision, PolicySet
 from contracts.run import AgentRunInput, AgentRunResult, RunFailure
 from contracts.tools import ToolCallRecord, ToolContext, ToolOutcome
@@ -67,6 +74,10 @@ class RunFacts:
     started_at: datetime
     input: AgentRunInput
     policy: PolicySet | None = None
+    release: PinnedRelease | None = None
+    """The release the run ran under: from its admission, its carry, or (older runs) its input."""
+    prompt_sha256: str | None = None
+    """SHA-256 of the prompt the model activity reported sending (older runs: the input release's)."""
     status: str = "running"
     outcome: str | None = None
     closed_at: datetime | None = None
@@ -92,6 +103,10 @@ def _decision(d: PolicyDecision | None) -> dict[str, Any]:
     return {"decision": kind, "rule_id": d.rule_id, "policy": d.bundle, "policy_sha256": d.bundle_sha256}
 
 
+class UnreadableHistory(ValueError):
+    """The exporter cannot read the run's start (a key it lacks, altered bytes): the run is a gap."""
+
+
 class _Reader:
     def __init__(self, history: WorkflowHistory, execution: str, converter: DataConverter) -> None:
         self.history = history
@@ -100,7 +115,8 @@ class _Reader:
         self.records: list[AuditRecord] = []
         self.scheduled: dict[int, tuple[str, Any, HistoryEvent]] = {}
         self.attempts: dict[int, int] = {}
-        self.updates: dict[str, tuple[ApprovalDecision, str]] = {}
+        self.updates: dict[str, tuple[str, Any, str | None, str]] = {}
+        """update id -> (name, the decoded value or None, why it could not be read, client identity)."""
         self.proposed: dict[str, str] = {}
         """call id -> raw arguments the model proposed, for calls that never ran."""
         self.reported: set[tuple[int, str]] = set()
@@ -132,23 +148,39 @@ class _Reader:
 
     async def started(self, event: HistoryEvent) -> None:
         a = event.workflow_execution_started_event_attributes
-        inp: AgentRunInput = await self.decode(a.input, AgentRunInput)
+        try:
+            inp: AgentRunInput = await self.decode(a.input, AgentRunInput)
+        except Exception as e:
+            raise UnreadableHistory(f"its start input cannot be read: {type(e).__name__}: {_message(e)}"[:500]) from None
+        carry = inp.carry
+        release = (carry.release if carry else None) or (inp.release.pinned() if inp.release else None)
         self.facts = RunFacts(
             workflow_id=a.workflow_id or self.history.workflow_id, execution=self.execution,
             first_execution=a.first_execution_run_id or self.execution,
             continued_from=a.continued_execution_run_id or None, started_at=_at(event), input=inp,
-            policy=inp.carry.policy if inp.carry else None,
+            policy=carry.policy if carry else None, release=release,
+            prompt_sha256=inp.release.prompt_sha256 if (inp.release and not carry) else None,
         )  # fmt: skip
-        self.step = inp.carry.step if inp.carry else 0
-        if inp.carry is None:
+        self.step = carry.step if carry else 0
+        if carry is None:
+            if inp.release is not None:  # started with its release, before workers resolved them
+                what = f"agent {inp.release.spec.name} {inp.release.release_version}"
+            else:
+                what = f"agent {inp.agent_name}" + (f" (version {inp.version} asked)" if inp.version else "")
+            labels = "".join(f" · {k}={v}" for k, v in sorted(inp.labels.items()))
             self.add(
                 event, K.RUN_STARTED, person=inp.requester or None, arguments=inp.input,
-                detail=f"agent {inp.release.spec.name} {inp.release.release_version} · tenant {inp.tenant} · run key {inp.run_key}",
+                detail=f"{what} · tenant {inp.tenant} · run key {inp.run_key}{labels}",
             )  # fmt: skip
 
     async def marker(self, event: HistoryEvent) -> None:
         a = event.marker_recorded_event_attributes
         if a.marker_name != "core_local_activity" or "result" not in a.details:
+            return
+        kind = _local_activity_type(a.details.get("data"))
+        if kind == "admit_run":
+            admitted: RunAdmitted = await self.decode(a.details["result"], RunAdmitted)
+            self.admitted(event, admitted)
             return
         try:
             value = await self.decode(a.details["result"], PolicySet)
@@ -156,6 +188,24 @@ class _Reader:
             return
         if isinstance(value, PolicySet) and self.facts is not None:
             self.facts.policy = value
+
+    def admitted(self, event: HistoryEvent, admitted: RunAdmitted) -> None:
+        f = self.facts
+        assert f is not None
+        f.release = admitted.release or f.release
+        f.policy = admitted.policy or f.policy
+        fields: dict[str, Any] = {}
+        if admitted.release is not None:
+            r = admitted.release
+            fields["detail"] = f"release {r.spec.name} {r.release_version} · prompt sha256 {r.prompt_sha256}"
+        if admitted.policy is not None:
+            b = admitted.policy.bundle
+            fields |= {"policy": f"{b.name}@{b.version}", "policy_sha256": b.sha256}
+        if admitted.refused is not None:
+            fields |= {"outcome": admitted.refused.type, "detail": admitted.refused.message}
+        else:
+            fields["outcome"] = "admitted"
+        self.add(event, K.RUN_ADMITTED, **fields)
 
     async def scheduled_activity(self, event: HistoryEvent) -> None:
         a = event.activity_task_scheduled_event_attributes
@@ -211,6 +261,8 @@ class _Reader:
                 self.add(event, K.MODEL_CALL, model=request.model.name, outcome="failed", detail=error, **common)
                 return
             res: ModelCallResult = await self.decode(result, ModelCallResult)
+            if res.prompt_sha256 and self.facts is not None:  # what the model was actually sent
+                self.facts.prompt_sha256 = res.prompt_sha256
             if res.admitted is not None:  # a run's first call: the policy it is gated by, or its refusal
                 if res.admitted.policy is not None and self.facts is not None:
                     self.facts.policy = res.admitted.policy
@@ -221,7 +273,8 @@ class _Reader:
             self.add(
                 event, K.MODEL_CALL, model=res.model, input_tokens=res.usage.prompt_tokens,
                 output_tokens=res.usage.completion_tokens, cost_usd=res.usage.cost_usd, outcome="ok",
-                detail=f"finish {res.finish_reason}" + (" · tool call parsed from text" if res.tool_calls_from_text else ""),
+                detail=f"finish {res.finish_reason}" + (" · tool call parsed from text" if res.tool_calls_from_text else "")
+                + (f" · sent prompt sha256 {res.prompt_sha256}" if res.prompt_sha256 else ""),
                 **common,
             )  # fmt: skip
             return
@@ -239,37 +292,59 @@ class _Reader:
         a = event.workflow_execution_signaled_event_attributes
         if a.signal_name not in ("approve", "reject"):
             return
-        d: ApprovalDecision = await self.decode(a.input, ApprovalDecision)
+        client = f" · client {a.identity}" if a.identity else ""
+        try:
+            if len(a.input.payloads) != 1:
+                raise ValueError(f"it carries {len(a.input.payloads)} values, not one decision")
+            d: ApprovalDecision = await self.decode(a.input, ApprovalDecision)
+        except Exception as e:  # the run refused it too: it is on record as refused, and the story goes on
+            self.add(event, K.APPROVAL_ATTEMPT, outcome="refused", detail=f"signal {a.signal_name} unreadable: {_message(e)}"[:500] + client)
+            return
         self.add(
             event, K.APPROVAL_ATTEMPT, person=d.approver, outcome=a.signal_name, note=d.note, request_id=d.request_id,
-            detail=f"signal {a.signal_name}" + (f" · client {a.identity}" if a.identity else ""),
+            detail=f"signal {a.signal_name}{client}",
         )  # fmt: skip
 
     async def update_accepted(self, event: HistoryEvent) -> None:
         a = event.workflow_execution_update_accepted_event_attributes
         name = a.accepted_request.input.name
-        if name == "decide_approval":
-            decision = await self.decode(a.accepted_request.input.args, ApprovalDecision)
-            self.updates[a.accepted_request.meta.update_id] = (decision, a.accepted_request.meta.identity)
-        elif name == "stop":  # a kill switch: who threw it and why
-            order: StopOrder = await self.decode(a.accepted_request.input.args, StopOrder)
-            switch = f"kill switch #{order.switch_id}: " if order.switch_id is not None else ""
-            self.add(event, K.KILLED, person=order.by, outcome="stop", detail=f"{switch}{order.reason}")
-        elif name == "budget_decision":
-            d: BudgetDecision = await self.decode(a.accepted_request.input.args, BudgetDecision)
-            self.add(event, K.BUDGET_DECISION, person=d.by, outcome=d.action, note=d.note or None, detail="cost envelope spent")
+        model = {"decide_approval": ApprovalDecision, "stop": StopOrder, "budget_decision": BudgetDecision}.get(name)
+        value, problem = None, None
+        try:
+            if model is None:
+                raise ValueError("this run takes no such update")
+            if len(a.accepted_request.input.args.payloads) != 1:
+                raise ValueError(f"it carries {len(a.accepted_request.input.args.payloads)} values, not one {model.__name__}")
+            value = await self.decode(a.accepted_request.input.args, model)
+        except Exception as e:
+            problem = f"update {name} unreadable: {_message(e)}"[:500]
+        self.updates[a.accepted_request.meta.update_id] = (name, value, problem, a.accepted_request.meta.identity)
 
     async def update_completed(self, event: HistoryEvent) -> None:
         a = event.workflow_execution_update_completed_event_attributes
-        d, identity = self.updates.pop(a.meta.update_id, (None, None))
-        if d is None:
+        name, value, problem, identity = self.updates.pop(a.meta.update_id, (None, None, None, None))
+        if name is None:
             return
+        refused = None
         if a.outcome.HasField("failure"):
-            detail = f"update refused: {_message(await self.converter.decode_failure(a.outcome.failure))}"
-        else:
-            detail = "update accepted"
-        detail += f" · client {identity}" if identity else ""
-        self.add(event, K.APPROVAL_ATTEMPT, person=d.approver, outcome=d.verdict.value, note=d.note, request_id=d.request_id, detail=detail)
+            refused = problem or _message(await self.converter.decode_failure(a.outcome.failure))
+        client = f" · client {identity}" if identity else ""
+        if name == "decide_approval":
+            d: ApprovalDecision | None = value
+            detail = f"update refused: {refused}" if refused else "update accepted"
+            self.add(
+                event, K.APPROVAL_ATTEMPT, person=d.approver if d else None, outcome=d.verdict.value if d else "refused",
+                note=d.note if d else None, request_id=d.request_id if d else None, detail=detail + client,
+            )  # fmt: skip
+        elif refused is not None:
+            self.add(event, K.MESSAGE_REFUSED, outcome=name, detail=f"{refused}{client}")
+        elif name == "stop":  # a kill switch: who threw it and why
+            order: StopOrder = value
+            switch = f"kill switch #{order.switch_id}: " if order.switch_id is not None else ""
+            self.add(event, K.KILLED, person=order.by, outcome="stop", detail=f"{switch}{order.reason}")
+        elif name == "budget_decision":
+            bd: BudgetDecision = value
+            self.add(event, K.BUDGET_DECISION, person=bd.by, outcome=bd.action, note=bd.note or None, detail="cost envelope spent")
 
     async def closed_run(self, event: HistoryEvent, which: str) -> None:
         f = self.facts
@@ -314,6 +389,14 @@ class _Reader:
             a = event.workflow_execution_continued_as_new_event_attributes
             f.status, f.continued_to = "continued", a.new_execution_run_id
             self.add(event, K.RUN_CONTINUED, detail=f"continued as new execution {a.new_execution_run_id}", step=self.step)
+
+
+def _local_activity_type(data) -> str | None:
+    """The activity type a local-activity marker records (its `data` detail is Core's own JSON)."""
+    try:
+        return json.loads(data.payloads[0].data).get("activity_type") if data and data.payloads else None
+    except (ValueError, AttributeError):
+        return None
 
 
 def _message(exc: BaseException) -> str:

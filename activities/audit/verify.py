@@ -6,7 +6,8 @@ not the previous record's hash (rows swapped or spliced), its MAC does not
 verify under the audit key (an edit, or a hash recomputed without the key),
 or a query column disagrees with the signed body (an edit of a copy). Then
 every anchor must verify and name a record that is present with that hash:
-a chain that stops short of its last anchor lost its tail.
+a chain that stops short of its last anchor lost its tail. A run the exporter
+could not read at all is reported as a gap.
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ class VerifyReport:
     records: int = 0
     anchors: int = 0
     problems: list[Problem] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)
+    """Runs the exporter could not read: nothing to verify, and nothing an auditor can rely on."""
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.gaps
 
 
 def verify(db_url: str, ring: KeyRing, *, workflow_id: str | None = None) -> VerifyReport:
@@ -57,6 +60,9 @@ def verify(db_url: str, ring: KeyRing, *, workflow_id: str | None = None) -> Ver
             anchors = list(s.exec(select(AuditAnchor).where(AuditAnchor.run_pk == run.id).order_by(col(AuditAnchor.seq))))
             report.records += len(rows)
             report.anchors += len(anchors)
+            if run.status == "unreadable":  # the exporter could not read its history: a gap, not a chain
+                report.gaps.append(f"{run.workflow_id}: its history could not be read ({run.outcome}); none of its story is in the store")
+                continue
             problem = check_run(run, rows, anchors, ring)
             if problem:
                 report.problems.append(problem)

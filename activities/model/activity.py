@@ -8,6 +8,7 @@ attempt is in history); keys come from the worker's environment through
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 import openai
@@ -22,10 +23,11 @@ from activities.model.errors import to_application_error
 from activities.model.parser import parse_text_tool_calls
 from activities.model.pricing import Pricing
 from activities.model.transcripts import TranscriptGap, TranscriptStore
+from activities.releases.registry import ReleaseRegistry
 from activities.tools.catalog import CATALOG
-from contracts.errors import MODEL_CALL_REJECTED, MODEL_RESPONSE_INVALID, TRANSCRIPT_MISSING
+from contracts.errors import MODEL_CALL_REJECTED, MODEL_RESPONSE_INVALID, RELEASE_UNAVAILABLE, TRANSCRIPT_MISSING
 from contracts.budget import BudgetNote, EnvelopeRef
-from contracts.model import ChatMessage, ModelCallInput, ModelCallResult, ToolCall, Usage
+from contracts.model import ChatMessage, ModelCallInput, ModelCallResult, ToolCall, Usage, system_prompt
 
 
 def to_openai_message(m: ChatMessage) -> dict[str, Any]:
@@ -106,7 +108,7 @@ class ModelActivities:
 
     def __init__(
         self, endpoints: EndpointRegistry, transcripts: TranscriptStore, pricing: Pricing | None = None,
-        budget: BudgetLedger | None = None, admissions: Admissions | None = None,
+        budget: BudgetLedger | None = None, admissions: Admissions | None = None, releases: ReleaseRegistry | None = None,
     ):  # fmt: skip
         self._endpoints = endpoints
         self._transcripts = transcripts
@@ -115,6 +117,7 @@ class ModelActivities:
             raise ValueError("the envelope ledger and the transcripts must share one store (a call settles with its transcript)")
         self._budget = budget
         self._admissions = admissions
+        self._releases = releases or (admissions.releases if admissions is not None else ReleaseRegistry())
         self._clients: dict[tuple[str, str], openai.AsyncOpenAI] = {}
 
     def _client(self, ep: Endpoint) -> openai.AsyncOpenAI:
@@ -151,6 +154,20 @@ class ModelActivities:
             raise
         return budget.settled(settled)
 
+    def _opening(self, inp: ModelCallInput) -> tuple[ChatMessage, str]:
+        """The system message a conversation opens with, from this worker's own copy of the run's
+        release, and the SHA-256 of the prompt text it carries (what the audit trail records)."""
+        assert inp.prompt is not None
+        release = self._releases.prompt(inp.prompt)
+        if release is None:  # a worker deployed with other agents: another one may hold it
+            raise ApplicationError(
+                f"this worker does not hold release {inp.prompt.agent} {inp.prompt.version} "
+                f"(prompt {inp.prompt.prompt_sha256[:12]}); another worker may",
+                type=RELEASE_UNAVAILABLE,
+            )
+        sent = hashlib.sha256(release.prompt.encode("utf-8")).hexdigest()
+        return ChatMessage(role="system", content=system_prompt(release.prompt, release.spec.output_schema)), sent
+
     @activity.defn(name="call_model")
     async def call_model(self, inp: ModelCallInput) -> ModelCallResult:
         admitted = None
@@ -168,11 +185,16 @@ class ModelActivities:
             ep = self._endpoints.resolve(inp.model.endpoint)
         except EndpointNotConfigured as e:
             raise ApplicationError(str(e), type=MODEL_CALL_REJECTED, non_retryable=True) from None
+        opening: list[ChatMessage] = []
+        sent_prompt = None
+        if inp.prompt is not None and inp.base_seq == 0:
+            system, sent_prompt = self._opening(inp)
+            opening = [system]
         try:
             messages = self._transcripts.cached_prefix(inp.transcript_id, inp.base_seq)
             if messages is None:  # not this worker's run so far: read the store, off the event loop
                 messages = await asyncio.to_thread(self._transcripts.prefix, inp.transcript_id, inp.base_seq)
-            messages += inp.delta
+            messages = opening + messages + inp.delta
         except TranscriptGap as e:
             raise ApplicationError(str(e), type=TRANSCRIPT_MISSING, non_retryable=True) from None
 
@@ -245,7 +267,7 @@ class ModelActivities:
             raise
         # One write per call: the new messages and the reply, at fixed positions (a retry rewrites
         # them), in the same transaction as the call's settlement when the ledger is in that store.
-        messages = [*inp.delta, reply]
+        messages = [*opening, *inp.delta, reply]
         budget = None
         if envelope is None:
             await asyncio.to_thread(self._transcripts.write, inp.transcript_id, inp.base_seq, messages)
@@ -265,5 +287,6 @@ class ModelActivities:
             finish_reason=choice.finish_reason,
             tool_calls_from_text=from_text,
             attempt=activity.info().attempt,
+            prompt_sha256=sent_prompt,
         )
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -18,19 +21,47 @@ from activities.policy import PolicyActivities
 from activities.tools.it_desk_activities import seed_directory
 from policies.loader import PolicyStore
 from aifactory.client import FactoryClient
-from aifactory.registry import find_agent
+from activities.releases.loader import find_agent
+from activities.releases.registry import ReleaseRegistry
 from contracts.agent import AgentRelease
+from contracts.run import AgentRunInput
 from workers.worker import WORKFLOWS, WorkerParts, build_worker, sandbox_runner
 
 REPO = Path(__file__).resolve().parents[2]
 AGENTS = REPO / "agents"
 
 
-def triage_release(task_queue: str, **spec_changes: Any) -> AgentRelease:
+@functools.lru_cache(maxsize=1)
+def shipped_triage() -> AgentRelease:
     release = find_agent(AGENTS, "it-triage").release
     assert release is not None
+    return release
+
+
+def triage_release(task_queue: str, **spec_changes: Any) -> AgentRelease:
+    """it-triage on `task_queue` with `spec_changes`, under a version of its own (`1.3.0-t.<hash>`),
+    so a worker can hold it next to the shipped release and a start can pin it."""
+    from contracts.agent import AgentSpec
+
+    unknown = set(spec_changes) - set(AgentSpec.model_fields)
+    assert not unknown, f"not agent spec fields: {unknown}"
+    release = shipped_triage()
     spec = release.spec.model_copy(update={"task_queue": task_queue, **spec_changes})
+    digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:10]
+    spec = spec.model_copy(update={"version": f"{release.spec.version}-t.{digest}"})
     return release.model_copy(update={"spec": spec})
+
+
+def agent_folder(root: Path, task_queue: str, **spec_changes: Any) -> Path:
+    """An agents folder holding it-triage as a worker process would be deployed with it: the shipped
+    files, with `spec_changes` written into its agent.yaml (and no evaluation, so the gate admits it)."""
+    import yaml
+
+    folder = root / "agents" / "it-triage"
+    shutil.copytree(AGENTS / "it-triage", folder, ignore=shutil.ignore_patterns("eval"))
+    spec = shipped_triage().spec.model_copy(update={"task_queue": task_queue, **spec_changes})
+    (folder / "agent.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False))
+    return root / "agents"
 
 
 def seed_db(db_url: str) -> None:
@@ -38,7 +69,11 @@ def seed_db(db_url: str) -> None:
 
 
 class FactoryUnderTest:
-    """A worker on a fresh task queue, pointed at a scripted model, plus a client for it."""
+    """A worker on a fresh task queue, pointed at a scripted model, plus a client for it.
+
+    The worker and the client share one release registry: the shipped agents, plus the variants
+    tests start (`start(..., step_limit=3)` runs it-triage with that spec change, on this queue).
+    """
 
     def __init__(self, client: Client, db_url: str, base_url: str, task_queue: str) -> None:
         self.client = client
@@ -46,8 +81,9 @@ class FactoryUnderTest:
         self.task_queue = task_queue
         endpoints = EndpointRegistry(env={})
         endpoints.register(Endpoint("default", base_url, api_key="sk-test-secret-never-in-history"))
-        self.parts = WorkerParts(db_url=db_url, endpoints=endpoints)
-        self.factory = FactoryClient(client, AGENTS)
+        self.releases = ReleaseRegistry([shipped_triage()])
+        self.parts = WorkerParts(db_url=db_url, releases=self.releases, endpoints=endpoints)
+        self.factory = FactoryClient(client, AGENTS, releases=self.releases)
 
     def worker(self, sandboxed: bool = True, **options):
         # Tests run the sandboxed runner: it catches nondeterminism that production workers,
@@ -55,21 +91,22 @@ class FactoryUnderTest:
         return build_worker(self.client, self.task_queue, self.parts, sandboxed=sandboxed, **{"max_cached_workflows": 0, **options})
 
     def release(self, **spec_changes: Any) -> AgentRelease:
-        return triage_release(self.task_queue, **spec_changes)
+        """it-triage on this test's queue with `spec_changes`, held by the test's worker."""
+        return self.releases.add(triage_release(self.task_queue, **spec_changes), current=False)
 
-    async def start(
-        self, input: dict[str, Any], run_key: str | None = None, tenant: str = "acme", requester: str = "", **spec_changes: Any
-    ):
-        from contracts.agent import AgentSpec
-        from contracts.run import AgentRunInput
+    def run_input(
+        self, input: dict[str, Any], run_key: str | None = None, tenant: str = "acme", requester: str = "",
+        history_budget_events: int = 0, **spec_changes: Any,
+    ) -> AgentRunInput:  # fmt: skip
+        """The thin start of a run of the variant with `spec_changes`, pinned to its version."""
+        release = self.release(**spec_changes)
+        return AgentRunInput(
+            agent=release.spec.name, version=release.spec.version, input=input, tenant=tenant,
+            run_key=run_key or uuid.uuid4().hex[:12], requester=requester, history_budget_events=history_budget_events,
+        )  # fmt: skip
 
-        unknown = set(spec_changes) - set(AgentSpec.model_fields)
-        assert not unknown, f"not agent spec fields: {unknown}"
-        run_input = AgentRunInput(
-            release=self.release(**spec_changes), input=input, tenant=tenant, run_key=run_key or uuid.uuid4().hex[:12],
-            requester=requester,
-        )
-        return await self.factory.start_prepared(run_input)
+    async def start(self, input: dict[str, Any], run_key: str | None = None, tenant: str = "acme", requester: str = "", **spec_changes: Any):
+        return await self.factory.start_prepared(self.run_input(input, run_key, tenant, requester, **spec_changes))
 
 
 @contextlib.asynccontextmanager
