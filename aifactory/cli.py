@@ -20,6 +20,10 @@ Not workflow-safe.
     aifactory kill|unkill AGENT|--tenant T|--all --reason R --as P   kill switches (see aifactory.control_cli)
     aifactory switches                   every kill switch set, who, when, why
     aifactory envelope status|raise|stop cost envelopes (see aifactory.control_cli)
+
+Exit codes: 0 done; 1 the command ran and reports a failure (an agent refused by the gate, a
+failed run, a refused decision, tampering), or an error this CLI does not know, with its
+traceback; 2 a clear refusal, in one sentence; 3 Temporal cannot be reached; 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import json
 import signal
 import sys
 import time
+import traceback
 import uuid
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,7 @@ from aifactory.client import AgentNotAdmitted, ApprovalRefused, FactoryClient, R
 from activities.switches import SwitchError
 from aifactory.registry import AgentNotFound, discover, find_agent
 from activities.keys import KeyRingError
+from workers.runtime import command_runtime
 from workers.settings import Settings
 
 
@@ -353,8 +359,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit code (see the module docstring).
+
+    The command's Temporal runtime ends before this returns (`workers.runtime`): a runtime
+    left to the interpreter's exit could abort the process after the command succeeded.
+    """
     args = build_parser().parse_args(argv)
-    settings = Settings.from_env()
+    with command_runtime():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     handlers = {
         "agents": cmd_agents, "check": cmd_check, "run": cmd_run, "status": cmd_status,
         "worker": cmd_worker, "dev": cmd_dev, "setup": cmd_setup, "demo": cmd_demo,
@@ -364,7 +379,10 @@ def main(argv: list[str] | None = None) -> int:
         "kill": control_cli.cmd_kill, "unkill": control_cli.cmd_kill, "switches": control_cli.cmd_switches,
         "envelope": control_cli.cmd_envelope,
     }  # fmt: skip
+    # Every outcome is handled here, so no exception (and none of the clients its frames hold)
+    # is still alive when `main` lets go of the command's runtime.
     try:
+        settings = Settings.from_env()
         audit_cli.normalise(args)
         result = handlers[args.command](args, settings)
         if asyncio.iscoroutine(result):
@@ -379,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except KeyboardInterrupt:
         return 130
+    except Exception:
+        traceback.print_exc()  # not a case this CLI knows: a bug, and its traceback is the report
+        return 1
 
 
 if __name__ == "__main__":

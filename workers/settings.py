@@ -34,6 +34,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from activities.keys import KeyRing, key_ring_from_env
 from workers.codec import codec_key_ring, data_converter
+from workers.runtime import current_runtime
 
 EMBEDDED_ADDRESS = "127.0.0.1:7233"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -118,14 +119,17 @@ class Settings:
 
 
 async def connect(settings: Settings, address: str | None = None, *, runtime: Runtime | None = None) -> Client:
-    """A client with the factory's data converter: pydantic models, encrypted at rest in history."""
+    """A client with the factory's data converter: pydantic models, encrypted at rest in history.
+
+    Without `runtime`, it runs on the runtime of the command in progress (`workers.runtime`), if any.
+    """
     return await Client.connect(
         address or settings.address,
         namespace=settings.namespace,
         api_key=settings.api_key,
         tls=settings.tls_config(),
         data_converter=settings.data_converter(),
-        runtime=runtime,
+        runtime=runtime or current_runtime(),
     )
 
 
