@@ -39,6 +39,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from temporalio.service import RPCError, RPCStatusCode
+
 from aifactory import audit_cli, control_cli, model_cli
 from workers.local_model import ModelInstallError
 from aifactory.check import check_agent, check_all
@@ -194,7 +196,15 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     factory = await FactoryClient.connect(settings)
     handle = factory.handle(args.run)
-    desc = await handle.handle.describe()
+    try:
+        desc = await handle.handle.describe()
+    except RPCError as e:
+        if e.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        raise CliError(
+            f"no run {args.run} in namespace '{settings.namespace}' at {settings.address}: check the workflow id "
+            "(agent/<agent>/<tenant>/<run key>; `aifactory approvals list` shows the runs waiting for a person)"
+        ) from None
     status = await handle.status()
     data = {"workflow_id": args.run, "execution": desc.status.name if desc.status else None, **status.model_dump(mode="json")}
     if args.json:
@@ -395,11 +405,23 @@ def _run(args: argparse.Namespace) -> int:
     except ConnectionError as e:
         print(f"aifactory {args.command}: {e}", file=sys.stderr)
         return 3
+    except RPCError as e:
+        print(f"aifactory {args.command}: {_rpc_sentence(e)}", file=sys.stderr)
+        return 3 if e.status in _UNREACHABLE else 2
     except KeyboardInterrupt:
         return 130
     except Exception:
         traceback.print_exc()  # not a case this CLI knows: a bug, and its traceback is the report
         return 1
+
+
+_UNREACHABLE = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED})
+
+
+def _rpc_sentence(e: RPCError) -> str:
+    if e.status in _UNREACHABLE:
+        return f"Temporal did not answer ({e.status.name}: {e.message}): is the server up, and a worker running for the run?"
+    return f"Temporal refused the call ({e.status.name}: {e.message})"
 
 
 if __name__ == "__main__":

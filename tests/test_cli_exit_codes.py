@@ -80,5 +80,7 @@ async def test_a_command_ends_its_temporal_runtime_before_main_returns(env, db_u
         code = await asyncio.to_thread(main, ["status", run.workflow_id])
         assert code == 0 and len(made) == 1
         assert made[0]() is None, "a client of the command still holds its runtime"
+        missing = await asyncio.to_thread(main, ["status", f"agent/it-triage/acme/nope-{uuid.uuid4().hex[:6]}"])
+        assert missing == 2 and len(made) == 2 and made[1]() is None  # a refusal lets go of it too
         await f.factory.decide(run.workflow_id, "maria.keller", "approve")
         await run.result()
