@@ -23,7 +23,8 @@ Not workflow-safe.
 
 Exit codes: 0 done; 1 the command ran and reports a failure (an agent refused by the gate, a
 failed run, a refused decision, tampering), or an error this CLI does not know, with its
-traceback; 2 a clear refusal, in one sentence; 3 Temporal cannot be reached; 130 Ctrl-C.
+traceback; 2 a clear refusal, in one sentence; 3 Temporal cannot be reached; 130 Ctrl-C;
+141 the reader of the output went away (`| head`), as for any command stopped by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -397,11 +399,15 @@ def _run(args: argparse.Namespace) -> int:
         result = handlers[args.command](args, settings)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
+        sys.stdout.flush()  # a reader that went away shows here, not as an error at exit
         return int(result or 0)
     except (CliError, audit_cli.AuditCliError, model_cli.ModelCliError, control_cli.ControlCliError, ModelInstallError, RunRefused, SwitchError, KeyRingError, RunInputRejected,
             AgentNotAdmitted, AgentNotFound) as e:
         print(f"aifactory {args.command}: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # before ConnectionError, its base class: the reader left, not the server
+        _discard_stdout()
+        return 141
     except ConnectionError as e:
         print(f"aifactory {args.command}: {e}", file=sys.stderr)
         return 3
@@ -422,6 +428,17 @@ def _rpc_sentence(e: RPCError) -> str:
     if e.status in _UNREACHABLE:
         return f"Temporal did not answer ({e.status.name}: {e.message}): is the server up, and a worker running for the run?"
     return f"Temporal refused the call ({e.status.name}: {e.message})"
+
+
+def _discard_stdout() -> None:
+    """The reader closed the pipe (`aifactory audit query --csv | head`): stop quietly.
+
+    What is still buffered for stdout would fail again when Python flushes it at exit, so
+    stdout now points at /dev/null (the recipe in the Python docs, "Note on SIGPIPE").
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":
