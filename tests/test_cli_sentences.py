@@ -8,6 +8,7 @@ import uuid
 
 from tests.support.cli import cli_env, one_sentence, run_cli
 from tests.test_audit_query import store  # noqa: F401  (the fixture: an audit store filled by the export workflow)
+from workers.devserver import free_port
 
 
 async def test_status_of_an_unknown_run_names_it_and_what_to_check(env, tmp_path):
@@ -18,6 +19,13 @@ async def test_status_of_an_unknown_run_names_it_and_what_to_check(env, tmp_path
     line = one_sentence(p.stderr, f"aifactory status: no run {run} in namespace 'default' at {address}: check the workflow id")
     assert "aifactory approvals list" in line
 
+
+
+def test_status_without_a_server_says_which_address_it_could_not_reach(tmp_path):
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    p = run_cli("status", "agent/it-triage/acme/T-1", env=cli_env(address, tmp_path, AIFACTORY_CODEC="off"))
+    assert p.returncode == 3 and p.stdout == ""
+    one_sentence(p.stderr, f"aifactory status: cannot reach Temporal at {address} (Connection refused): is it running")
 
 async def test_csv_into_a_pipe_its_reader_closed_stops_quietly(store, env, tmp_path):
     # `aifactory audit query --csv | head -1`, made certain: the reader is gone before the first row.

@@ -24,6 +24,7 @@ the dev server on 127.0.0.1:7233 that `aifactory dev` starts.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -122,15 +123,26 @@ async def connect(settings: Settings, address: str | None = None, *, runtime: Ru
     """A client with the factory's data converter: pydantic models, encrypted at rest in history.
 
     Without `runtime`, it runs on the runtime of the command in progress (`workers.runtime`), if any.
+    A server that cannot be reached raises `ConnectionError`, naming the address.
     """
-    return await Client.connect(
-        address or settings.address,
-        namespace=settings.namespace,
-        api_key=settings.api_key,
-        tls=settings.tls_config(),
-        data_converter=settings.data_converter(),
-        runtime=runtime or current_runtime(),
-    )
+    target = address or settings.address
+    try:
+        return await Client.connect(
+            target,
+            namespace=settings.namespace,
+            api_key=settings.api_key,
+            tls=settings.tls_config(),
+            data_converter=settings.data_converter(),
+            runtime=runtime or current_runtime(),
+        )
+    except RuntimeError as e:  # how the SDK reports a failed connect: refused, TLS, name lookup
+        raise ConnectionError(f"cannot reach Temporal at {target} ({_reason(e)}): is it running, and is TEMPORAL_ADDRESS right?") from None
+
+
+def _reason(e: RuntimeError) -> str:
+    """The OS's words from the SDK's transport error, where it has them ("Connection refused")."""
+    found = re.search(r'(?:message|error): "([^"]+)"', str(e))
+    return found.group(1) if found else str(e).removeprefix("Failed client connect: ")
 
 
 def sdk_metrics_runtime(address: str) -> Runtime:
