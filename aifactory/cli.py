@@ -20,6 +20,11 @@ Not workflow-safe.
     aifactory kill|unkill AGENT|--tenant T|--all --reason R --as P   kill switches (see aifactory.control_cli)
     aifactory switches                   every kill switch set, who, when, why
     aifactory envelope status|raise|stop cost envelopes (see aifactory.control_cli)
+
+Exit codes: 0 done; 1 the command ran and reports a failure (an agent refused by the gate, a
+failed run, a refused decision, tampering), or an error this CLI does not know, with its
+traceback; 2 a clear refusal, in one sentence; 3 Temporal cannot be reached; 130 Ctrl-C;
+141 the reader of the output went away (`| head`), as for any command stopped by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -27,12 +32,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
+import traceback
 import uuid
 from pathlib import Path
 from typing import Any
+
+from temporalio.service import RPCError, RPCStatusCode
 
 from aifactory import audit_cli, control_cli, model_cli
 from workers.local_model import ModelInstallError
@@ -42,6 +51,7 @@ from activities.switches import SwitchError
 from activities.releases.loader import AgentNotFound, discover, find_agent
 from activities.keys import KeyRingError
 from aifactory.stack_lock import StackRunning
+from workers.runtime import command_runtime
 from workers.settings import FactoryHomeNotFound, Settings
 
 
@@ -197,7 +207,15 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     factory = await FactoryClient.connect(settings)
     handle = factory.handle(args.run)
-    desc = await handle.handle.describe()
+    try:
+        desc = await handle.handle.describe()
+    except RPCError as e:
+        if e.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        raise CliError(
+            f"no run {args.run} in namespace '{settings.namespace}' at {settings.address}: check the workflow id "
+            "(agent/<agent>/<tenant>/<run key>; `aifactory approvals list` shows the runs waiting for a person)"
+        ) from None
     status = await handle.status()
     data = {"workflow_id": args.run, "execution": desc.status.name if desc.status else None, **status.model_dump(mode="json")}
     if args.json:
@@ -372,8 +390,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit code (see the module docstring).
+
+    The command's Temporal runtime ends before this returns (`workers.runtime`): a runtime
+    left to the interpreter's exit could abort the process after the command succeeded.
+    """
     args = build_parser().parse_args(argv)
-    settings = Settings.from_env()
+    with command_runtime():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     handlers = {
         "agents": cmd_agents, "check": cmd_check, "run": cmd_run, "status": cmd_status,
         "worker": cmd_worker, "dev": cmd_dev, "setup": cmd_setup, "demo": cmd_demo,
@@ -383,21 +410,54 @@ def main(argv: list[str] | None = None) -> int:
         "kill": control_cli.cmd_kill, "unkill": control_cli.cmd_kill, "switches": control_cli.cmd_switches,
         "envelope": control_cli.cmd_envelope,
     }  # fmt: skip
+    # Every outcome is handled here, so no exception (and none of the clients its frames hold)
+    # is still alive when `main` lets go of the command's runtime.
     try:
+        settings = Settings.from_env()
         audit_cli.normalise(args)
         result = handlers[args.command](args, settings)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
+        sys.stdout.flush()  # a reader that went away shows here, not as an error at exit
         return int(result or 0)
     except (CliError, audit_cli.AuditCliError, model_cli.ModelCliError, control_cli.ControlCliError, ModelInstallError, RunRefused, SwitchError, KeyRingError, RunInputRejected,
             AgentNotAdmitted, AgentNotFound, FactoryHomeNotFound, StackRunning) as e:
         print(f"aifactory {args.command}: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # before ConnectionError, its base class: the reader left, not the server
+        _discard_stdout()
+        return 141
     except ConnectionError as e:
         print(f"aifactory {args.command}: {e}", file=sys.stderr)
         return 3
+    except RPCError as e:
+        print(f"aifactory {args.command}: {_rpc_sentence(e)}", file=sys.stderr)
+        return 3 if e.status in _UNREACHABLE else 2
     except KeyboardInterrupt:
         return 130
+    except Exception:
+        traceback.print_exc()  # not a case this CLI knows: a bug, and its traceback is the report
+        return 1
+
+
+_UNREACHABLE = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED})
+
+
+def _rpc_sentence(e: RPCError) -> str:
+    if e.status in _UNREACHABLE:
+        return f"Temporal did not answer ({e.status.name}: {e.message}): is the server up, and a worker running for the run?"
+    return f"Temporal refused the call ({e.status.name}: {e.message})"
+
+
+def _discard_stdout() -> None:
+    """The reader closed the pipe (`aifactory audit query --csv | head`): stop quietly.
+
+    What is still buffered for stdout would fail again when Python flushes it at exit, so
+    stdout now points at /dev/null (the recipe in the Python docs, "Note on SIGPIPE").
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

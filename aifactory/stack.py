@@ -187,4 +187,6 @@ async def _connect_with_retry(settings: Settings, runtime=None, attempts: int = 
         except Exception as e:  # the server may still be opening its frontend
             last = e
             await asyncio.sleep(0.5)
+    if isinstance(last, ConnectionError):  # `connect` has named the address and the reason
+        raise last
     raise ConnectionError(f"cannot reach Temporal at {settings.address}: {last}")

@@ -24,6 +24,7 @@ direction); never a run id, an argument or anything else unbounded.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from typing import Any
@@ -223,8 +224,12 @@ class _WorkflowMetrics(WorkflowInboundInterceptor):
             return await super().execute_workflow(input)
         try:
             result = await super().execute_workflow(input)
-        except BaseException as e:
-            if not workflow.unsafe.is_replaying() and type(e).__name__ != "ContinueAsNewError":
+        except (Exception, asyncio.CancelledError) as e:
+            # How a run ends: a failure, or a cancellation. Not the BaseExceptions that only end this
+            # worker's copy of it (continue-as-new, eviction, the coroutine closed when a stopping worker
+            # drops it): the last can come outside the workflow's event loop, where asking whether the
+            # workflow replays raises instead of answering.
+            if not workflow.unsafe.is_replaying():
                 labels = _run_labels()
                 self.metrics.runs_finished.labels(*labels, _error_type(e)).inc()
                 # The calls that ended the run ran nothing and reach no model call: count them here.

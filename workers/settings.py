@@ -26,6 +26,7 @@ the dev server on 127.0.0.1:7233 that `aifactory dev` starts.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -36,6 +37,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from activities.keys import KeyRing, key_ring_from_env
 from workers.codec import codec_key_ring, data_converter
+from workers.runtime import current_runtime
 
 EMBEDDED_ADDRESS = "127.0.0.1:7233"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -156,15 +158,29 @@ class Settings:
 
 
 async def connect(settings: Settings, address: str | None = None, *, runtime: Runtime | None = None) -> Client:
-    """A client with the factory's data converter: pydantic models, encrypted at rest in history."""
-    return await Client.connect(
-        address or settings.address,
-        namespace=settings.namespace,
-        api_key=settings.api_key,
-        tls=settings.tls_config(),
-        data_converter=settings.data_converter(),
-        runtime=runtime,
-    )
+    """A client with the factory's data converter: pydantic models, encrypted at rest in history.
+
+    Without `runtime`, it runs on the runtime of the command in progress (`workers.runtime`), if any.
+    A server that cannot be reached raises `ConnectionError`, naming the address.
+    """
+    target = address or settings.address
+    try:
+        return await Client.connect(
+            target,
+            namespace=settings.namespace,
+            api_key=settings.api_key,
+            tls=settings.tls_config(),
+            data_converter=settings.data_converter(),
+            runtime=runtime or current_runtime(),
+        )
+    except RuntimeError as e:  # how the SDK reports a failed connect: refused, TLS, name lookup
+        raise ConnectionError(f"cannot reach Temporal at {target} ({_reason(e)}): is it running, and is TEMPORAL_ADDRESS right?") from None
+
+
+def _reason(e: RuntimeError) -> str:
+    """The OS's words from the SDK's transport error, where it has them ("Connection refused")."""
+    found = re.search(r'(?:message|error): "([^"]+)"', str(e))
+    return found.group(1) if found else str(e).removeprefix("Failed client connect: ")
 
 
 def sdk_metrics_runtime(address: str) -> Runtime:

@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities.admission import Admissions
 from activities.budget import BudgetLedger
 from activities.model.endpoints import Endpoint, EndpointNotConfigured, EndpointRegistry
-from activities.model.errors import to_application_error
+from activities.model.errors import to_application_error, will_retry
 from activities.model.parser import parse_text_tool_calls
 from activities.model.pricing import Pricing
 from activities.model.transcripts import TranscriptGap, TranscriptStore
@@ -252,7 +252,7 @@ class ModelActivities:
             if not isinstance(e, openai.OpenAIError):
                 raise
             if isinstance(e, (openai.APIStatusError, openai.APIConnectionError)):
-                raise to_application_error(e, ep.profile) from None
+                raise to_application_error(e, ep.profile, retried=will_retry(activity.info())) from None
             raise ApplicationError(f"model call failed: {type(e).__name__}: {e}", type=MODEL_RESPONSE_INVALID) from None
         # The endpoint answered: what it cost is booked whatever happens next.
         u = resp.usage

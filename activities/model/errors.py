@@ -7,6 +7,12 @@ every attempt is in history. The mapping:
                                           next_retry_delay from Retry-After
     APIStatusError other 4xx           -> ApplicationError(type=ModelCallRejected, non_retryable)
     APIConnectionError / APITimeoutError -> ApplicationError, retryable
+
+A retryable failure on an attempt that Temporal will run again is expected, not
+news: it is marked `ApplicationErrorCategory.BENIGN`, which the SDK logs at DEBUG
+instead of as a warning with a traceback (and leaves out of its failure
+metrics). The attempt that ends the retries is not marked, so a final failure
+is still logged with its traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ import time
 from datetime import timedelta, timezone
 
 import openai
-from temporalio.exceptions import ApplicationError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from contracts.errors import MODEL_CALL_REJECTED
 
@@ -68,8 +75,25 @@ def _bounded(seconds: float) -> timedelta:
     return timedelta(seconds=min(max(seconds, 0.0), MAX_RETRY_AFTER.total_seconds()))
 
 
-def to_application_error(exc: Exception, profile: str) -> ApplicationError:
-    """Map an `openai` exception to the ApplicationError Temporal retries (or not)."""
+def will_retry(info: activity.Info) -> bool:
+    """Whether Temporal runs this activity again when this attempt fails retryably.
+
+    False on the last attempt its retry policy allows, and when the server did not send the
+    policy (then nobody here knows, and a failure is better logged than hidden).
+    """
+    policy = info.retry_policy
+    if policy is None:
+        return False
+    return policy.maximum_attempts == 0 or info.attempt < policy.maximum_attempts
+
+
+def to_application_error(exc: Exception, profile: str, *, retried: bool = False) -> ApplicationError:
+    """Map an `openai` exception to the ApplicationError Temporal retries (or not).
+
+    `retried`: Temporal runs the call again after this attempt (`will_retry`); a transient
+    failure is then BENIGN, logged at DEBUG without a traceback.
+    """
+    category = ApplicationErrorCategory.BENIGN if retried else ApplicationErrorCategory.UNSPECIFIED
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         detail = _short_detail(exc)
@@ -78,6 +102,7 @@ def to_application_error(exc: Exception, profile: str) -> ApplicationError:
                 f"endpoint {profile!r} answered HTTP {status}: {detail}",
                 type=f"ModelHTTP{status}",
                 next_retry_delay=retry_after(exc.response.headers if exc.response is not None else None),
+                category=category,
             )
         return ApplicationError(
             f"endpoint {profile!r} refused the call with HTTP {status}: {detail}",
@@ -85,9 +110,9 @@ def to_application_error(exc: Exception, profile: str) -> ApplicationError:
             non_retryable=True,
         )
     if isinstance(exc, openai.APITimeoutError):
-        return ApplicationError(f"endpoint {profile!r} timed out", type="ModelTimeout")
+        return ApplicationError(f"endpoint {profile!r} timed out", type="ModelTimeout", category=category)
     if isinstance(exc, openai.APIConnectionError):
-        return ApplicationError(f"endpoint {profile!r} unreachable: {exc}", type="ModelUnreachable")
+        return ApplicationError(f"endpoint {profile!r} unreachable: {exc}", type="ModelUnreachable", category=category)
     raise TypeError(f"not an openai error: {exc!r}")
 
 
