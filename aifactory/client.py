@@ -17,6 +17,7 @@ first run instead of starting another.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ from workers.settings import Settings, connect
 from workflows.agent import AgentWorkflow
 
 
+GROUP = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 #: A run whose workflow task has been tried this often is failing it, not busy: it cannot take a stop order.
 WEDGED_ATTEMPTS = 3
 
@@ -302,8 +304,10 @@ class FactoryClient:
 
     async def pending_approvals(self, group: str | None = None) -> list[PendingApproval]:
         """Runs parked on an approval (optionally for one group), with what they wait for."""
-        query = "AwaitingApproval = true"
+        query = 'AwaitingApproval = true AND ExecutionStatus = "Running"'
         if group:
+            if not GROUP.match(group):
+                raise ValueError(f"approver group {group!r}: expected lowercase letters, digits, '.', '_' or '-'")
             query += f' AND ApprovalGroup = "{group}"'
         out: list[PendingApproval] = []
         async for wf in self.client.list_workflows(query):

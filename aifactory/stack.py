@@ -27,7 +27,8 @@ from activities.releases.registry import ReleaseRegistry
 from activities.tools.it_desk_activities import seed_directory
 from aifactory.scripted_triage import triage_model
 from workers import local_model
-from workers.devserver import DevServer, port_open
+from aifactory.stack_lock import StackRunning
+from workers.devserver import DevServer, dev_server_state, port_open
 from workers.local_model import MODEL_NAME, LocalModelServer, local_endpoint
 from workers.search_attributes import ensure_search_attributes
 from workers.schedules import ensure_audit_schedule
@@ -120,6 +121,15 @@ async def factory_stack(
         if settings.embedded:
             ui_url = ui_url or "http://127.0.0.1:8233"
             if port_open("127.0.0.1", 7233):
+                # Another factory's dev server would hand this worker its runs (and this one's to it), under
+                # other keys and another store: share only the dev server of this factory home.
+                state = dev_server_state(7233)
+                ours = settings.home / "temporal.db"
+                if state is not None and state.resolve() != ours.resolve():
+                    raise StackRunning(
+                        f"127.0.0.1:7233 is the dev server of another factory (state in {state.parent}): stop it, or set "
+                        f"AIFACTORY_HOME={state.parent} to use that factory"
+                    )
                 say("Using the Temporal dev server already running on 127.0.0.1:7233.")
             elif not start_server:
                 raise ConnectionError(

@@ -38,7 +38,9 @@ def codec_env(ring: KeyRing) -> dict[str, str]:
 async def test_approve_and_status_exit_0_every_time(env, db_url, tmp_path):
     ring = KeyRing.generate()
     model = ScriptedModel(Turns([Reply.tool("create_ticket", P1), Reply.text(DONE)]))
-    async with factory_with(encrypted_client(env.client, ring), db_url, model) as f:
+    # Twenty runs at once: the worker keeps its workflow cache, as a production worker does (with none,
+    # each run's admission, a local activity, is cancelled by every eviction and its task times out).
+    async with factory_with(encrypted_client(env.client, ring), db_url, model, max_cached_workflows=100) as f:
         runs = [await f.start(TICKET, run_key=f"exit-{i}-{uuid.uuid4().hex[:6]}") for i in range(TIMES)]
         for run in runs:
             await parked(run)

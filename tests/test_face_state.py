@@ -57,3 +57,18 @@ async def test_a_run_the_exporter_cannot_read_is_one_gap_not_a_traceback_per_pas
     assert await asyncio.to_thread(main, ["audit", "verify"]) == 1
     out = capsys.readouterr().out
     assert f"GAP {run.workflow_id}: its history could not be read" in out and "verify: 1 runs, 0 records, 0 anchors: 1 gap(s)" in out
+
+
+def test_the_dev_server_of_another_factory_is_recognised(tmp_path):
+    # `dev` and `demo` share a dev server on 127.0.0.1:7233 only with the factory home that owns it:
+    # they tell which home that is from the server's own command line.
+    from workers.devserver import DevServer, dev_server_state, free_port
+
+    port = free_port()
+    server = DevServer(tmp_path / "other" / ".aifactory", port=port, ui_port=free_port())
+    server.start()
+    try:
+        assert dev_server_state(port) == tmp_path / "other" / ".aifactory" / "temporal.db"
+        assert dev_server_state(free_port()) is None
+    finally:
+        server.stop()

@@ -88,6 +88,28 @@ def terminate(proc: subprocess.Popen | None, timeout: float = 15) -> None:
         proc.wait()
 
 
+def dev_server_state(port: int = 7233) -> Path | None:
+    """The state file of the dev server this machine runs on `port`, read from its command line
+    (`--db-filename`); None when none is found (no such process, an in-memory server, no /proc)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    for cmdline in proc.glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "start-dev" not in args or "--port" not in args:
+            continue
+        try:
+            if int(args[args.index("--port") + 1]) != port:
+                continue
+            return Path(args[args.index("--db-filename") + 1]) if "--db-filename" in args else None
+        except (ValueError, IndexError):
+            continue
+    return None
+
+
 class DevServer:
     """`temporal server start-dev` on 127.0.0.1, supervised by the CLI process that started it."""
 
