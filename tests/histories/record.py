@@ -16,7 +16,9 @@ too, and asked the two local activities at start (`resolve_policy`,
 `admitted_*` ones were started with the whole release and `admit_in_first_call`
 in the run input (admission in the first model call), before the worker resolved
 releases itself: one approved after a refusal, one stopped by a kill switch while
-it waited for approval, and the last execution of one that continued as new.
+it waited for approval, and the last execution of one that continued as new;
+`resolved_*` ones were started thin, admitted by the worker (`admit_run`), before
+a write tool that runs out of retries parked the run for an operator.
 
 Each scenario runs on a throwaway dev server against the scripted model and
 writes `tests/histories/<scenario>.json`.
@@ -55,6 +57,9 @@ SWITCHED = {"refused_at_start_by_switch"}
 
 #: Scenarios stopped by a kill switch (the `stop` update) once they wait for approval.
 STOPPED = {"admitted_stopped_while_waiting"}
+
+#: Scenarios whose store loses the ticket table: every create_ticket attempt fails until the retries run out.
+NO_TICKET_TABLE = {"resolved_write_failed_after_retries"}
 
 #: Scenarios that continue as new after this many history events (the last execution is recorded).
 CONTINUED = {"admitted_continued_as_new": 12}
@@ -107,6 +112,11 @@ SCENARIOS: dict[str, list[Reply]] = {
         Reply.tool("create_ticket", P1),
         Reply.text(P1_FINAL),
     ],
+    "resolved_write_failed_after_retries": [
+        Reply.tool("lookup_requester", {"email": "jonas.berg@example.com"}),
+        Reply.tool("create_ticket", CREATE),
+        Reply.text({**FINAL, "ticket_id": None}),
+    ],
     "admitted_continued_as_new": [
         Reply.tool("lookup_requester", {"email": "jonas.berg@example.com"}),
         Reply.tool("create_ticket", CREATE),
@@ -127,6 +137,11 @@ async def record() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 db_url = f"sqlite:///{tmp}/factory.db"
                 seed_db(db_url)
+                if name in NO_TICKET_TABLE:
+                    import sqlite3
+
+                    with sqlite3.connect(f"{tmp}/factory.db") as conn:
+                        conn.execute("DROP TABLE service_ticket")
                 if name in SWITCHED:
                     set_switch(db_url, SwitchScope.TENANT, "acme", reason="recorded", by="maria.keller")
                 async with factory_with(env.client, db_url, ScriptedModel(Turns(script))) as f:
