@@ -3,7 +3,8 @@
 Not workflow-safe.
 
     aifactory audit export [--since 2026-11-01|--since 2d] [--run RUN]   history -> audit store (idempotent)
-    aifactory audit verify [--run RUN]         check hash chains and anchors (exit 1 naming the first bad record)
+    aifactory audit verify [--run RUN] [--store-only]   check chains, anchors and summaries, and the store
+                                               against the witness and Temporal (exit 1 naming each problem)
     aifactory audit query --agent A [--tenant T] [--on DATE | --since D --until D] [--tool X]
                           [--decision allow|deny|approval] [--approver P] [--json|--csv]
     aifactory audit show RUN [--json]          one run's whole story, in order
@@ -24,7 +25,7 @@ import sys
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from activities.audit.query import CALL_COLUMNS, CallFilter, enforce_retention, find_calls, run_story
+from activities.audit.query import CALL_COLUMNS, CallFilter, find_calls, retire_runs, verified_story
 from activities.audit.verify import verify
 from contracts.audit import Decision
 from workers.settings import Settings, connect
@@ -56,7 +57,7 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
         since = parse_moment(args.since) if args.since else None
         client = await connect(settings)
-        report = await AuditExporter(client, settings.db_url, settings.audit_key_ring()).export(
+        report = await AuditExporter(client, settings.db_url, settings.audit_key_ring(), witness_queue=settings.task_queue).export(
             since=since, workflow_id=args.run, by=f"cli:{os.environ.get('USER', '?')}"
         )
         print(
@@ -69,7 +70,17 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  GAP {gap}", file=sys.stderr)
         return 1 if report.errors or report.gaps else 0
     if args.action == "verify":
-        report = verify(settings.db_url, settings.audit_key_ring(), workflow_id=args.run)
+        ring = settings.audit_key_ring()
+        report = verify(settings.db_url, ring, workflow_id=args.run)
+        if not args.store_only:  # what the store cannot rewrite: the witness's history, Temporal's runs
+            from activities.audit.witness import verify_against_temporal
+
+            try:
+                client = await connect(settings)
+                outside = await verify_against_temporal(client, settings.db_url, ring, workflow_id=args.run)
+            except ConnectionError as e:
+                raise AuditCliError(f"{e}; `audit verify --store-only` checks the store alone") from None
+            report.problems += outside
         for problem in report.problems:
             print(f"TAMPERED {problem}")
         for gap in report.gaps:
@@ -85,8 +96,13 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         return _show(args, settings)
     if args.action == "retention":
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-        deleted = enforce_retention(settings.db_url, args.days or settings.audit_retention_days, by="cli")
-        print(f"retention: {len(deleted)} run(s) deleted")
+        from activities.audit.export import AuditExporter
+
+        retired = retire_runs(settings.db_url, args.days or settings.audit_retention_days, by="cli")
+        if retired:  # the witness must know, or `audit verify` would report them as deleted by hand
+            exporter = AuditExporter(await connect(settings), settings.db_url, settings.audit_key_ring(), witness_queue=settings.task_queue)
+            await exporter.witness_retired(retired)
+        print(f"retention: {len(retired)} run(s) deleted")
         return 0
     raise AuditCliError(f"unknown audit action {args.action!r}")
 
@@ -102,7 +118,9 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
         settings.db_url,
         CallFilter(agent=args.agent, tenant=args.tenant, since=since, until=until, tool=args.tool,
                    decision=Decision(args.decision) if args.decision else None, approver=args.approver),
+        settings.audit_key_ring(),
     )  # fmt: skip
+    unverified = sorted({r["run"] for r in rows if r["verified"] is False})
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
     elif args.csv:
@@ -118,24 +136,29 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
                 f"{r['approved_by'] or '-':<13} {r['policy'] or '-':<15} {r['agent_version']}  {r['run']}"
             )
         print(f"{len(rows)} tool call(s)")
-    return 0
+        for run in unverified:
+            print(f"NOT VERIFIED: {run}: its chain does not verify (`aifactory audit verify --run {run}` says why)")
+    return 1 if unverified else 0
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
-    story = run_story(settings.db_url, args.run)
+    story = verified_story(settings.db_url, args.run, settings.audit_key_ring())
     if story is None:
         raise AuditCliError(f"run {args.run!r} is not in the audit store (export first: aifactory audit export --run ...)")
-    run, records = story
+    run, records, sm = story.run, story.records, story.summary
+    verdict = "verified" if story.problem is None else f"NOT VERIFIED: {story.problem}"
     if args.json:
-        print(json.dumps({"run": run.model_dump(mode="json"), "records": records}, indent=2, default=str))
-        return 0
-    print(f"run {run.workflow_id} · agent {run.agent} {run.agent_version} · tenant {run.tenant} · requested by {run.requester or '-'}")
-    print(f"  policy {run.policy_bundle or '-'} (sha256 {run.policy_sha256 or '-'}) · prompt sha256 {run.prompt_sha256}")
-    print(f"  {run.status}{' (' + run.outcome + ')' if run.outcome and run.outcome != run.status else ''} · {run.steps} steps · "
-          f"{run.input_tokens}+{run.output_tokens} tokens · ${run.cost_usd:.4f} · {run.tool_calls} tool calls · {run.denials} denied")  # fmt: skip
+        print(json.dumps({"run": {"workflow_id": run.workflow_id, **sm.fields()}, "verified": story.problem is None,
+                          "problem": str(story.problem) if story.problem else None, "records": records}, indent=2, default=str))  # fmt: skip
+        return 0 if story.problem is None else 1
+    # Every value below is read from the run's chained records; the summary row is only an index.
+    print(f"run {run.workflow_id} · agent {sm.agent} {sm.agent_version} · tenant {sm.tenant} · requested by {sm.requester or '-'}")
+    print(f"  policy {sm.policy_bundle or '-'} (sha256 {sm.policy_sha256 or '-'}) · prompt sha256 {sm.prompt_sha256 or '-'}")
+    print(f"  {sm.status}{' (' + sm.outcome + ')' if sm.outcome and sm.outcome != sm.status else ''} · {sm.steps} steps · "
+          f"{sm.input_tokens}+{sm.output_tokens} tokens · ${sm.cost_usd:.4f} · {sm.tool_calls} tool calls · {sm.denials} denied · {verdict}")  # fmt: skip
     for r in records:
         print(f"  #{r['seq']:<3} {r['at'][11:23]}  {_line(r)}")
-    return 0
+    return 0 if story.problem is None else 1
 
 
 def _line(r: dict[str, Any]) -> str:
@@ -201,6 +224,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     au.add_argument("--decision", choices=[d.value for d in Decision])
     au.add_argument("--approver")
     au.add_argument("--days", type=int, help="retention in days (default AIFACTORY_AUDIT_RETENTION_DAYS or 365)")
+    au.add_argument("--store-only", action="store_true", help="verify: check the store alone, not against the witness and Temporal")
     fmt = au.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")

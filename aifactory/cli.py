@@ -51,6 +51,7 @@ from activities.switches import SwitchError
 from activities.releases.loader import AgentNotFound, discover, find_agent
 from activities.keys import KeyRingError
 from aifactory.stack_lock import StackRunning
+from contracts.visibility import QueryValueRejected
 from workers.runtime import command_runtime
 from workers.settings import FactoryHomeNotFound, Settings
 
@@ -421,7 +422,7 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.flush()  # a reader that went away shows here, not as an error at exit
         return int(result or 0)
     except (CliError, audit_cli.AuditCliError, model_cli.ModelCliError, control_cli.ControlCliError, ModelInstallError, RunRefused, SwitchError, KeyRingError, RunInputRejected,
-            AgentNotAdmitted, AgentNotFound, FactoryHomeNotFound, StackRunning) as e:
+            AgentNotAdmitted, AgentNotFound, FactoryHomeNotFound, StackRunning, QueryValueRejected) as e:
         print(f"aifactory {args.command}: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # before ConnectionError, its base class: the reader left, not the server

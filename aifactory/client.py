@@ -17,7 +17,6 @@ first run instead of starting another.
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from activities.releases.gate import check_agent
 from activities.releases.loader import AgentNotFound, find_agent
 from activities.releases.registry import ReleaseRefused, ReleaseRegistry
 from contracts import search
+from contracts import visibility as V
 from contracts.agent import AgentRelease, Envelope
 from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, Verdict
 from activities.codec_keys import check_codec_keys
@@ -55,7 +55,6 @@ from workers.settings import Settings, connect
 from workflows.agent import AgentWorkflow
 
 
-GROUP = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 #: A run whose workflow task has been tried this often is failing it, not busy: it cannot take a stop order.
 WEDGED_ATTEMPTS = 3
 
@@ -304,11 +303,7 @@ class FactoryClient:
 
     async def pending_approvals(self, group: str | None = None) -> list[PendingApproval]:
         """Runs parked on an approval (optionally for one group), with what they wait for."""
-        query = 'AwaitingApproval = true AND ExecutionStatus = "Running"'
-        if group:
-            if not GROUP.match(group):
-                raise ValueError(f"approver group {group!r}: expected lowercase letters, digits, '.', '_' or '-'")
-            query += f' AND ApprovalGroup = "{group}"'
+        query = V.all_of(V.eq("AwaitingApproval", True), V.eq("ExecutionStatus", "Running"), V.eq("ApprovalGroup", group) if group else "")
         out: list[PendingApproval] = []
         async for wf in self.client.list_workflows(query):
             ledger = await self.client.get_workflow_handle(wf.id).query("approvals", result_type=ApprovalLedger)
@@ -334,11 +329,12 @@ class FactoryClient:
         """
         if self.db_url is None:
             raise RunRefused("kill switches need the factory's SQL store (AIFACTORY_DB_URL)")
-        switch = await asyncio.to_thread(set_switch, self.db_url, scope, target, reason=reason, by=by)
-        order = StopOrder(by=by, reason=reason, switch_id=switch.id)
+        # The scope is checked before the switch is written: a refused value stops nothing and records nothing.
         query = running_runs_query(
             agent=target if scope is SwitchScope.AGENT else None, tenant=target if scope is SwitchScope.TENANT else None
         )
+        switch = await asyncio.to_thread(set_switch, self.db_url, scope, target, reason=reason, by=by)
+        order = StopOrder(by=by, reason=reason, switch_id=switch.id)
         report = KillReport(switch)
         gate = asyncio.Semaphore(25)
 
@@ -388,6 +384,7 @@ class FactoryClient:
         """Lift the switch: new runs may start again. Runs it stopped stay stopped."""
         if self.db_url is None:
             raise RunRefused("kill switches need the factory's SQL store (AIFACTORY_DB_URL)")
+        running_runs_query(agent=target if scope is SwitchScope.AGENT else None, tenant=target if scope is SwitchScope.TENANT else None)
         return await asyncio.to_thread(lift_switch, self.db_url, scope, target, reason=reason, by=by)
 
     # -- cost envelopes --------------------------------------------------------------------
@@ -425,13 +422,12 @@ class FactoryClient:
 
 
 def running_runs_query(*, agent: str | None = None, tenant: str | None = None) -> str:
-    """Visibility query for the agent runs in flight, of one agent and/or tenant, or all of them."""
-    terms = ['WorkflowType = "AgentWorkflow"', 'ExecutionStatus = "Running"']
-    if agent:
-        terms.append(f'AgentName = "{agent}"')
-    if tenant:
-        terms.append(f'Tenant = "{tenant}"')
-    return " AND ".join(terms)
+    """Visibility query for the agent runs in flight, of one agent and/or tenant, or all of them
+    (each value checked against its grammar: `QueryValueRejected` names one that is not)."""
+    return V.all_of(
+        V.eq("WorkflowType", "AgentWorkflow"), V.eq("ExecutionStatus", "Running"),
+        V.eq("AgentName", agent) if agent else "", V.eq("Tenant", tenant) if tenant else "",
+    )  # fmt: skip
 
 
 @dataclass

@@ -71,7 +71,7 @@ async def export_to_audit(client, settings: Settings, workflow_ids: list[str]) -
     from activities.audit.export import AuditExporter
     from activities.audit.query import run_story
 
-    exporter = AuditExporter(client, settings.db_url, settings.audit_key_ring())
+    exporter = AuditExporter(client, settings.db_url, settings.audit_key_ring(), witness_queue=settings.task_queue)
     for wid in workflow_ids:
         await exporter.export(workflow_id=wid, by="demo")
     # Count what the store holds for these runs: the schedule may have exported part of them already.

@@ -24,6 +24,7 @@ from activities.audit.activity import AuditActivities
 from activities.keys import KeyRingError
 from activities.model.endpoints import Endpoint, EndpointNotConfigured, EndpointRegistry
 from activities.releases.registry import ReleaseRegistry
+from contracts import visibility as V
 from activities.tools.it_desk_activities import seed_directory
 from aifactory.scripted_triage import triage_model
 from workers import local_model
@@ -50,7 +51,7 @@ class Stack:
             return None
         url = f"{self.ui_url}/namespaces/{self.settings.namespace}/workflows"
         if agent:
-            url += "?query=" + quote(f'AgentName="{agent}"')
+            url += "?query=" + quote(V.eq("AgentName", agent))
         return url
 
 

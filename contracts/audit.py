@@ -95,6 +95,49 @@ class AuditRecord(BaseModel):
     """Approval request id (step.call)."""
     detail: str | None = None
     """Free text: error messages, reasons, channel."""
+    agent: str | None = None
+    """run_started, run_admitted: the agent asked for, and the one admitted."""
+    version: str | None = None
+    """run_admitted (and runs started with their release): the release version with its prompt hash."""
+    prompt_sha256: str | None = None
+    """run_admitted: the pinned prompt's hash; model_call: the hash of the prompt the call actually sent."""
+    tenant: str | None = None
+    """run_started: the tenant the run belongs to."""
+    run_key: str | None = None
+    """run_started: the run's business key within the tenant."""
+
+
+#: The workflow type that keeps the chain heads (`workflows.audit_witness`); one workflow per store and UTC day.
+WITNESS_WORKFLOW = "AuditWitnessWorkflow"
+WITNESS_PREFIX = "aifactory-audit-witness/"
+
+
+def witness_id(scope: str, day: str) -> str:
+    """The witness workflow of one audit store (`scope`, derived from its audit key) for a UTC day."""
+    return f"{WITNESS_PREFIX}{scope}/{day}"
+
+
+class WitnessEntry(BaseModel):
+    """One run's chain head, as an export pass left it, MACed under the audit key."""
+
+    workflow_id: str
+    first_execution: str
+    seq: int
+    head_hash: str
+    closed: bool
+    """The run had closed: this head is its last."""
+    retired: bool = False
+    """The run was deleted by the store's retention job (its story ended at this head)."""
+    job_id: int
+    at: datetime
+    key_id: str
+    mac: str
+
+
+class WitnessBatch(BaseModel):
+    """What one export pass tells the witness: every head it anchored (and any not yet witnessed)."""
+
+    entries: list[WitnessEntry]
 
 
 class AuditPassInput(BaseModel):

@@ -140,14 +140,14 @@ def test_verify_command_names_the_first_bad_record(exported_run, sqlite_store, t
     RING.save(keyfile)
     monkeypatch.setenv("AIFACTORY_DB_URL", url)
     monkeypatch.setenv("AIFACTORY_AUDIT_KEY_FILE", str(keyfile))
-    assert main(["audit", "verify"]) == 0
+    assert main(["audit", "verify", "--store-only"]) == 0
     assert "verify: 1 runs, 8 records, 1 anchors: ok" in capsys.readouterr().out
     delete(url)
-    assert main(["audit", "verify"]) == 1
+    assert main(["audit", "verify", "--store-only"]) == 1
     out = capsys.readouterr().out
     assert f"TAMPERED {exported_run}: record #4: missing" in out
     other = tmp_path / "other-keys.json"
     KeyRing.generate("a1").save(other)  # same key id, different key: nothing verifies
     monkeypatch.setenv("AIFACTORY_AUDIT_KEY_FILE", str(other))
-    assert main(["audit", "verify"]) == 1
+    assert main(["audit", "verify", "--store-only"]) == 1
     assert "record #1: its hash does not verify" in capsys.readouterr().out

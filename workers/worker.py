@@ -36,6 +36,7 @@ from activities.tools.it_desk_activities import ItDeskActivities
 from activities.audit.activity import AuditActivities
 from workflows.agent import AgentWorkflow
 from workflows.audit_export import AuditExportWorkflow
+from workflows.audit_witness import AuditWitnessWorkflow
 
 log = logging.getLogger("aifactory.worker")
 
@@ -56,7 +57,7 @@ PASSTHROUGH_MODULES = (
     "attr",
 )
 
-WORKFLOWS = [AgentWorkflow, AuditExportWorkflow]
+WORKFLOWS = [AgentWorkflow, AuditExportWorkflow, AuditWitnessWorkflow]
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:

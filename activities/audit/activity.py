@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.audit.export import AuditExporter
-from activities.audit.query import enforce_retention
+from activities.audit.query import retire_runs
 from activities.audit.store import AuditJob
 from activities.db import engine_for
 from activities.keys import KeyRing
@@ -35,9 +35,13 @@ class AuditActivities:
                 .order_by(col(AuditJob.started_at).desc())
             ).first()  # fmt: skip
         since = last.started_at - timedelta(minutes=inp.overlap_minutes) if last else None
-        report = await AuditExporter(activity.client(), self.db_url, self.ring).export(since=since, by=SCHEDULED_BY, progress=activity.heartbeat)
+        exporter = AuditExporter(activity.client(), self.db_url, self.ring, witness_queue=activity.info().task_queue)
+        report = await exporter.export(since=since, by=SCHEDULED_BY, progress=activity.heartbeat)
         return AuditPassResult(job_id=report.job_id, runs_changed=report.runs_changed, records=report.records, errors=report.errors)
 
     @activity.defn(name="enforce_audit_retention")
     async def enforce_audit_retention(self, inp: AuditPassInput) -> list[str]:
-        return await asyncio.to_thread(enforce_retention, self.db_url, self.retention_days)
+        retired = await asyncio.to_thread(retire_runs, self.db_url, self.retention_days)
+        exporter = AuditExporter(activity.client(), self.db_url, self.ring, witness_queue=activity.info().task_queue)
+        await exporter.witness_retired(retired)
+        return [r.workflow_id for r in retired]

@@ -43,5 +43,18 @@ def anchor_mac(ring: KeyRing, key_id: str, run: str, seq: int, head_hash: str, j
     return hmac.new(ring.keys[key_id], message, hashlib.sha256).hexdigest()
 
 
+def witness_mac(
+    ring: KeyRing, key_id: str, run: str, seq: int, head_hash: str, closed: bool, job_id: int, at: datetime, retired: bool = False
+) -> str:
+    message = f"witness\n{run}\n{seq}\n{head_hash}\n{int(closed)}\n{int(retired)}\n{job_id}\n{utc(at).isoformat()}".encode()
+    return hmac.new(ring.keys[key_id], message, hashlib.sha256).hexdigest()
+
+
+def witness_scope(ring: KeyRing, key_id: str) -> str:
+    """Which witness workflows belong to the store this key signs: derived from the key, so whoever
+    can edit the store cannot point its verification at another witness."""
+    return hmac.new(ring.keys[key_id], b"witness scope", hashlib.sha256).hexdigest()[:16]
+
+
 def run_ref(workflow_id: str, first_execution: str) -> str:
     return f"{workflow_id}#{first_execution}"

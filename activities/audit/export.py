@@ -15,21 +15,25 @@ namespace's retention period; `aifactory audit export` runs one on demand.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDReusePolicy
 
-from activities.audit.chain import GENESIS, anchor_mac, canonical, link, run_ref, utc
+from activities.audit.chain import GENESIS, anchor_mac, canonical, link, run_ref, utc, witness_mac, witness_scope
 from activities.audit.extract import Extract, UnreadableHistory, extract
-from activities.audit.store import COPIED, AuditAnchor, AuditCursor, AuditJob, AuditRecordRow, AuditRun, utcnow
+from activities.audit.store import COPIED, AuditAnchor, AuditCursor, AuditJob, AuditRecordRow, AuditRun, AuditWitnessed, utcnow
+from activities.audit.summary import summarise
 from activities.db import engine_for
 from activities.keys import KeyRing
-from contracts.audit import AuditRecord, RecordKind
+from contracts import visibility as V
+from contracts.audit import WITNESS_WORKFLOW, AuditRecord, WitnessBatch, WitnessEntry, witness_id
 
 log = logging.getLogger("aifactory.audit")
 
@@ -48,6 +52,8 @@ class ExportReport:
     errors: list[str] = field(default_factory=list)
     gaps: list[str] = field(default_factory=list)
     """Runs found unreadable on this pass (recorded once as a gap; `audit verify` reports them)."""
+    witnessed: int = 0
+    """Chain heads this pass sent to the witness."""
 
 
 def record_row(run_pk: int, seq: int, record: AuditRecord, ring: KeyRing, run: str, prev_hash: str) -> AuditRecordRow:
@@ -66,11 +72,15 @@ def _column(value):
 class AuditExporter:
     """Exports agent runs from a Temporal namespace into the audit store."""
 
-    def __init__(self, client: Client, db_url: str, ring: KeyRing, *, workflow_type: str = AGENT_WORKFLOW) -> None:
+    def __init__(
+        self, client: Client, db_url: str, ring: KeyRing, *, workflow_type: str = AGENT_WORKFLOW, witness_queue: str | None = "aifactory-agents"
+    ) -> None:
         self.client = client
         self.engine = engine_for(db_url)
         self.ring = ring
         self.workflow_type = workflow_type
+        self.witness_queue = witness_queue
+        """The task queue of the workers that run the witness workflow (None: no witness, tests only)."""
 
     async def export(
         self, *, since: datetime | None = None, workflow_id: str | None = None, by: str = "",
@@ -81,12 +91,10 @@ class AuditExporter:
         `progress` is called with the number of runs read so far (the export activity heartbeats with it).
         """
         report = ExportReport(job_id=await asyncio.to_thread(self._open_job, by))
-        query = f"WorkflowType = '{self.workflow_type}'"
-        if workflow_id:
-            query += f" AND WorkflowId = '{workflow_id}'"
-        if since is not None:
-            stamp = utc(since).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            query += f" AND (CloseTime >= '{stamp}' OR ExecutionStatus = 'Running')"
+        query = V.all_of(
+            V.eq("WorkflowType", self.workflow_type), V.eq("WorkflowId", workflow_id) if workflow_id else "",
+            V.any_of(V.at_least("CloseTime", utc(since)), V.eq("ExecutionStatus", "Running")) if since is not None else "",
+        )  # fmt: skip
         executions = [e async for e in self.client.list_workflows(query)]
         executions.sort(key=lambda e: e.start_time)
         done: set[tuple[str, str]] = set()
@@ -111,6 +119,12 @@ class AuditExporter:
                 continue
             report.runs_changed += changed
             report.open_runs += e.status == WorkflowExecutionStatus.RUNNING
+        if self.witness_queue is not None:
+            try:
+                report.witnessed = await self._witness(report.job_id)
+            except Exception as err:  # the heads stay unwitnessed and go with the next pass
+                log.warning("audit export %d: the witness could not be signalled: %s", report.job_id, err)
+                report.errors.append(f"witness: {type(err).__name__}: {err}")
         await asyncio.to_thread(self._close_job, report)
         log.info("audit export %d: %d runs seen, %d changed, %d records", report.job_id, report.runs_seen, report.runs_changed, report.records)
         return report
@@ -202,10 +216,6 @@ class AuditExporter:
                     )  # fmt: skip
                     s.add(run)
                     s.flush()
-                if f.release is not None and not run.agent_version:  # the release the worker admitted it under
-                    run.agent_version = f.release.release_version
-                if f.prompt_sha256 and not run.prompt_sha256:  # the prompt its model activity reported sending
-                    run.prompt_sha256 = f.prompt_sha256
                 cursor = s.get(AuditCursor, (run.id, f.execution))
                 if cursor is None:
                     cursor = AuditCursor(run_pk=run.id, execution=f.execution, started_at=f.started_at)
@@ -213,17 +223,18 @@ class AuditExporter:
                     return False
                 new = [r for r in ex.records if r.event_id > cursor.through_event_id]
                 seq, head = run.head_seq, run.head_hash or GENESIS
+                bodies = [json.loads(b) for b in s.exec(select(AuditRecordRow.body).where(AuditRecordRow.run_pk == run.id).order_by(col(AuditRecordRow.seq)))]
                 for record in new:
                     seq += 1
                     row = record_row(run.id, seq, record, self.ring, ref, head)
                     s.add(row)
+                    bodies.append(json.loads(row.body))
                     head = row.hash
-                    self._summarise(run, record)
-                if f.policy is not None and run.policy_bundle is None:
-                    run.policy_bundle = f"{f.policy.bundle.name}@{f.policy.bundle.version}"
-                    run.policy_sha256 = f.policy.bundle.sha256
+                # The summary row is what the chain says, recomputed whole (and by `audit verify`).
+                for name, value in summarise(bodies).fields().items():
+                    setattr(run, name, value)
                 if f.status not in ("running", "continued"):
-                    run.status, run.outcome, run.closed_at = f.status, f.outcome, f.closed_at
+                    run.closed_at = f.closed_at
                 closed = f.status != "running"
                 if not new and cursor.through_event_id == f.last_event_id and cursor.closed == closed:
                     return False
@@ -248,17 +259,63 @@ class AuditExporter:
         report.records += len(new)
         return True
 
-    @staticmethod
-    def _summarise(run: AuditRun, r: AuditRecord) -> None:
-        if r.step is not None:
-            run.steps = max(run.steps, r.step)
-        if r.kind is RecordKind.MODEL_CALL:
-            run.input_tokens += r.input_tokens or 0
-            run.output_tokens += r.output_tokens or 0
-            run.cost_usd = round(run.cost_usd + (r.cost_usd or 0.0), 10)
-        elif r.kind is RecordKind.TOOL_CALL:
-            run.tool_calls += 1
-            run.denials += r.outcome == "denied"
-            if r.policy and run.policy_bundle is None:
-                run.policy_bundle, run.policy_sha256 = r.policy, r.policy_sha256
+    async def witness_retired(self, retired: list) -> int:
+        """Tell the witness which runs the retention job deleted, so their absence is not a deletion."""
+        if not retired or self.witness_queue is None:
+            return 0
+        now = utcnow()
+        entries = [
+            WitnessEntry(
+                workflow_id=r.workflow_id, first_execution=r.first_execution, seq=r.head_seq, head_hash=r.head_hash,
+                closed=True, retired=True, job_id=r.job_id, at=now, key_id=self.ring.active,
+                mac=witness_mac(self.ring, self.ring.active, run_ref(r.workflow_id, r.first_execution), r.head_seq, r.head_hash, True, r.job_id, now, True),
+            )
+            for r in retired
+        ]  # fmt: skip
+        await self._signal_witness(WitnessBatch(entries=entries))
+        return len(entries)
 
+    async def _signal_witness(self, batch: WitnessBatch) -> None:
+        day = utcnow().date().isoformat()
+        await self.client.start_workflow(
+            WITNESS_WORKFLOW, day, id=witness_id(witness_scope(self.ring, self.ring.active), day), task_queue=self.witness_queue,
+            start_signal="witness", start_signal_args=[batch], id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )  # fmt: skip
+
+    async def _witness(self, job_id: int) -> int:
+        """Send every anchor not yet witnessed to today's witness workflow; returns how many went."""
+        pending = await asyncio.to_thread(self._unwitnessed)
+        if not pending:
+            return 0
+        await self._signal_witness(WitnessBatch(entries=[entry for _, entry in pending]))
+        await asyncio.to_thread(self._mark_witnessed, [anchor_id for anchor_id, _ in pending])
+        return len(pending)
+
+    def _unwitnessed(self, limit: int = 2000) -> list[tuple[int, WitnessEntry]]:
+        with Session(self.engine) as s:
+            rows = s.exec(
+                select(AuditAnchor, AuditRun)
+                .join(AuditRun, col(AuditRun.id) == col(AuditAnchor.run_pk))
+                .outerjoin(AuditWitnessed, col(AuditWitnessed.anchor_id) == col(AuditAnchor.id))
+                .where(col(AuditWitnessed.anchor_id).is_(None))
+                .order_by(col(AuditAnchor.id))
+                .limit(limit)
+            ).all()
+            out = []
+            for anchor, run in rows:
+                closed = run.status not in ("running",) and anchor.seq == run.head_seq
+                at = utc(anchor.at)
+                ref = run_ref(run.workflow_id, run.first_execution)
+                mac = witness_mac(self.ring, self.ring.active, ref, anchor.seq, anchor.head_hash, closed, anchor.job_id, at)
+                out.append((anchor.id, WitnessEntry(
+                    workflow_id=run.workflow_id, first_execution=run.first_execution, seq=anchor.seq, head_hash=anchor.head_hash,
+                    closed=closed, job_id=anchor.job_id, at=at, key_id=self.ring.active, mac=mac,
+                )))  # fmt: skip
+            return out
+
+    def _mark_witnessed(self, anchor_ids: list[int]) -> None:
+        now = utcnow()
+        with Session(self.engine) as s:
+            for anchor_id in anchor_ids:
+                s.merge(AuditWitnessed(anchor_id=anchor_id, at=now))
+            s.commit()

@@ -163,14 +163,17 @@ class _Reader:
         )  # fmt: skip
         self.step = carry.step if carry else 0
         if carry is None:
+            fields: dict[str, Any] = {}
             if inp.release is not None:  # started with its release, before workers resolved them
                 what = f"agent {inp.release.spec.name} {inp.release.release_version}"
+                fields = {"version": inp.release.release_version, "prompt_sha256": inp.release.prompt_sha256}
             else:
                 what = f"agent {inp.agent_name}" + (f" (version {inp.version} asked)" if inp.version else "")
             labels = "".join(f" · {k}={v}" for k, v in sorted(inp.labels.items()))
             self.add(
-                event, K.RUN_STARTED, person=inp.requester or None, arguments=inp.input,
-                detail=f"{what} · tenant {inp.tenant} · run key {inp.run_key}{labels}",
+                event, K.RUN_STARTED, person=inp.requester or None, arguments=inp.input, agent=inp.agent_name,
+                tenant=inp.tenant, run_key=inp.run_key, detail=f"{what} · tenant {inp.tenant} · run key {inp.run_key}{labels}",
+                **fields,
             )  # fmt: skip
 
     async def marker(self, event: HistoryEvent) -> None:
@@ -186,8 +189,8 @@ class _Reader:
             value = await self.decode(a.details["result"], PolicySet)
         except Exception:  # another local activity's result: not ours to read
             return
-        if isinstance(value, PolicySet) and self.facts is not None:
-            self.facts.policy = value
+        if isinstance(value, PolicySet) and self.facts is not None:  # runs that resolved it at start
+            self.admitted(event, RunAdmitted(policy=value))
 
     def admitted(self, event: HistoryEvent, admitted: RunAdmitted) -> None:
         f = self.facts
@@ -197,7 +200,8 @@ class _Reader:
         fields: dict[str, Any] = {}
         if admitted.release is not None:
             r = admitted.release
-            fields["detail"] = f"release {r.spec.name} {r.release_version} · prompt sha256 {r.prompt_sha256}"
+            fields |= {"agent": r.spec.name, "version": r.release_version, "prompt_sha256": r.prompt_sha256,
+                       "detail": f"release {r.spec.name} {r.release_version} · prompt sha256 {r.prompt_sha256}"}  # fmt: skip
         if admitted.policy is not None:
             b = admitted.policy.bundle
             fields |= {"policy": f"{b.name}@{b.version}", "policy_sha256": b.sha256}
@@ -265,7 +269,7 @@ class _Reader:
                 self.facts.prompt_sha256 = res.prompt_sha256
             if res.admitted is not None:  # a run's first call: the policy it is gated by, or its refusal
                 if res.admitted.policy is not None and self.facts is not None:
-                    self.facts.policy = res.admitted.policy
+                    self.admitted(event, RunAdmitted(policy=res.admitted.policy))
                 if res.admitted.switch is not None:
                     return  # refused under a kill switch: no call was made (the run's failure says so)
             for call in res.message.tool_calls:
@@ -273,9 +277,8 @@ class _Reader:
             self.add(
                 event, K.MODEL_CALL, model=res.model, input_tokens=res.usage.prompt_tokens,
                 output_tokens=res.usage.completion_tokens, cost_usd=res.usage.cost_usd, outcome="ok",
-                detail=f"finish {res.finish_reason}" + (" · tool call parsed from text" if res.tool_calls_from_text else "")
-                + (f" · sent prompt sha256 {res.prompt_sha256}" if res.prompt_sha256 else ""),
-                **common,
+                detail=f"finish {res.finish_reason}" + (" · tool call parsed from text" if res.tool_calls_from_text else ""),
+                prompt_sha256=res.prompt_sha256, **common,
             )  # fmt: skip
             return
         ctx, args = value if isinstance(value, list) else (None, None)

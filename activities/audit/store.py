@@ -7,7 +7,8 @@ the one `AIFACTORY_DB_URL` setting. The tables:
     One row per agent run (a workflow id and its first execution, across
     continue-as-new): agent, version (with the prompt hash), policy bundle and
     its hash, tenant, requester, status, outcome, totals, and the chain head.
-    A summary derived from the records, for queries; not itself chained.
+    A summary derived from the records (`activities.audit.summary`), for queries;
+    not itself chained, so `audit verify` recomputes it from the records.
 ``audit_record``
     The run's story, one row per record, numbered from 1 (``seq``). ``body``
     is the record as canonical JSON; the other columns are copies for queries
@@ -17,6 +18,9 @@ the one `AIFACTORY_DB_URL` setting. The tables:
 ``audit_anchor``
     The chain head (``seq``, ``head_hash``) each export left, with its own MAC:
     a truncated tail cannot pass as a complete chain.
+``audit_witnessed``
+    Which anchors a pass has sent to the witness (`AuditWitnessWorkflow`), whose
+    Temporal history keeps the chain heads where a store insider cannot reach.
 ``audit_cursor``
     How far each execution's history has been exported (``through_event_id``).
 ``audit_job``
@@ -103,6 +107,12 @@ class AuditAnchor(SQLModel, table=True):
     at: datetime
     key_id: str
     mac: str
+
+
+class AuditWitnessed(SQLModel, table=True):
+    __tablename__ = "audit_witnessed"
+    anchor_id: int = Field(primary_key=True, foreign_key="audit_anchor.id")
+    at: datetime
 
 
 class AuditCursor(SQLModel, table=True):

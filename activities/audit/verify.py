@@ -6,8 +6,11 @@ not the previous record's hash (rows swapped or spliced), its MAC does not
 verify under the audit key (an edit, or a hash recomputed without the key),
 or a query column disagrees with the signed body (an edit of a copy). Then
 every anchor must verify and name a record that is present with that hash:
-a chain that stops short of its last anchor lost its tail. A run the exporter
-could not read at all is reported as a gap.
+a chain that stops short of its last anchor lost its tail. The run's summary
+row must be what its records say. A run the exporter could not read at all is
+reported as a gap. What an insider can do to the store and its own anchors
+together (truncate a tail with its anchors, delete a run) is checked against
+Temporal in `activities.audit.witness`.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from __future__ import annotations
 import hmac
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from activities.audit.chain import GENESIS, anchor_mac, link, run_ref
+from activities.audit.chain import GENESIS, anchor_mac, link, run_ref, utc
 from activities.audit.store import COPIED, AuditAnchor, AuditRecordRow, AuditRun
+from activities.audit.summary import disagreements, summarise
 from activities.db import engine_for
 from activities.keys import KeyRing
 
@@ -31,6 +36,8 @@ class Problem:
     what: str
 
     def __str__(self) -> str:
+        if self.seq == 0:  # about the run as a whole
+            return f"{self.workflow_id}: {self.what}"
         return f"{self.workflow_id}: record #{self.seq}: {self.what}"
 
 
@@ -63,10 +70,20 @@ def verify(db_url: str, ring: KeyRing, *, workflow_id: str | None = None) -> Ver
             if run.status == "unreadable":  # the exporter could not read its history: a gap, not a chain
                 report.gaps.append(f"{run.workflow_id}: its history could not be read ({run.outcome}); none of its story is in the store")
                 continue
-            problem = check_run(run, rows, anchors, ring)
+            problem = check_run(run, rows, anchors, ring) or check_summary(run, rows)
             if problem:
                 report.problems.append(problem)
     return report
+
+
+def check_summary(run: AuditRun, rows: list[AuditRecordRow]) -> Problem | None:
+    """The run's summary row against what its (verified) records say."""
+    summary = summarise(json.loads(r.body) for r in rows)
+    edited = disagreements(run, summary)
+    if not edited:
+        return None
+    said = "; ".join(f"{name} says {getattr(run, name)!r}, its records {getattr(summary, name)!r}" for name in edited)
+    return Problem(run.workflow_id, 0, f"the run's summary row was edited: {said}")
 
 
 def check_run(run: AuditRun, rows: list[AuditRecordRow], anchors: list[AuditAnchor], ring: KeyRing) -> Problem | None:
@@ -107,6 +124,8 @@ def check_run(run: AuditRun, rows: list[AuditRecordRow], anchors: list[AuditAnch
 
 def _copies_disagree(row: AuditRecordRow) -> str | None:
     body = json.loads(row.body)
+    if abs((utc(row.at) - datetime.fromisoformat(body["at"])).total_seconds()) > 0.001:  # queries filter on it
+        return "at"
     for name in COPIED:
         stored = getattr(row, name)
         signed = body.get(name)
