@@ -303,7 +303,7 @@ class FactoryClient:
 
     async def pending_approvals(self, group: str | None = None) -> list[PendingApproval]:
         """Runs parked on an approval (optionally for one group), with what they wait for."""
-        query = V.all_of(V.eq("AwaitingApproval", True), V.eq("ExecutionStatus", "Running"), V.eq("ApprovalGroup", group) if group else "")
+        query = V.all_of(V.eq("AwaitingApproval", True), V.eq("ExecutionStatus", "Running"), V.eq("ApprovalGroup", group) if group is not None else "")
         out: list[PendingApproval] = []
         async for wf in self.client.list_workflows(query):
             ledger = await self.client.get_workflow_handle(wf.id).query("approvals", result_type=ApprovalLedger)
@@ -426,7 +426,7 @@ def running_runs_query(*, agent: str | None = None, tenant: str | None = None) -
     (each value checked against its grammar: `QueryValueRejected` names one that is not)."""
     return V.all_of(
         V.eq("WorkflowType", "AgentWorkflow"), V.eq("ExecutionStatus", "Running"),
-        V.eq("AgentName", agent) if agent else "", V.eq("Tenant", tenant) if tenant else "",
+        V.eq("AgentName", agent) if agent is not None else "", V.eq("Tenant", tenant) if tenant is not None else "",
     )  # fmt: skip
 
 

@@ -29,7 +29,7 @@ WITHDRAW = "withdraw"
 
 def semver_key(version: str) -> tuple[int, int, int]:
     """The (major, minor, patch) of a semantic version, for ordering."""
-    m = SEMVER.match(version)
+    m = SEMVER.fullmatch(version)
     if not m:
         raise ValueError(f"not a semantic version: {version!r}")
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
@@ -57,7 +57,7 @@ class Owner(_Strict):
     @field_validator("contact")
     @classmethod
     def _reachable(cls, v: str) -> str:
-        if not EMAIL_OR_CHANNEL.match(v):
+        if not EMAIL_OR_CHANNEL.fullmatch(v):
             raise ValueError("must be an email address, a #channel or an http(s) URL")
         return v
 
@@ -192,28 +192,28 @@ class AgentSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not AGENT_NAME.match(v):
+        if not AGENT_NAME.fullmatch(v):
             raise ValueError("must be lowercase letters, digits and dashes, starting with a letter")
         return v
 
     @field_validator("version")
     @classmethod
     def _version(cls, v: str) -> str:
-        if not SEMVER.match(v) or "+" in v:
+        if not SEMVER.fullmatch(v) or "+" in v:
             raise ValueError("must be a semantic version MAJOR.MINOR.PATCH")
         return v
 
     @field_validator("rollback_to")
     @classmethod
     def _rollback(cls, v: str) -> str:
-        if v != WITHDRAW and not SEMVER.match(v):
+        if v != WITHDRAW and not SEMVER.fullmatch(v):
             raise ValueError(f"must be an earlier semantic version or {WITHDRAW!r}")
         return v
 
     @field_validator("escalation_contact")
     @classmethod
     def _escalation(cls, v: str) -> str:
-        if not EMAIL_OR_CHANNEL.match(v):
+        if not EMAIL_OR_CHANNEL.fullmatch(v):
             raise ValueError("must be an email address, a #channel or an http(s) URL")
         return v
 

@@ -129,21 +129,21 @@ class AgentRunInput(BaseModel):
     @field_validator("agent")
     @classmethod
     def _agent(cls, v: str) -> str:
-        if v and not AGENT_NAME.match(v):
+        if v and not AGENT_NAME.fullmatch(v):
             raise ValueError("must be an agent name: lowercase letters, digits and dashes, starting with a letter")
         return v
 
     @field_validator("tenant")
     @classmethod
     def _tenant(cls, v: str) -> str:
-        if not TENANT.match(v):
+        if not TENANT.fullmatch(v):
             raise ValueError("must be 1-63 lowercase letters, digits, '.', '_' or '-'")
         return v
 
     @field_validator("run_key")
     @classmethod
     def _run_key(cls, v: str) -> str:
-        if not RUN_KEY.match(v):
+        if not RUN_KEY.fullmatch(v):
             raise ValueError("must be 1-128 letters, digits, '.', '_', ':' or '-'")
         return v
 

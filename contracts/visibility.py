@@ -41,7 +41,7 @@ class QueryValueRejected(ValueError):
 def check(field: str, value: str) -> str:
     """`value` if it fits `field`'s grammar, else `QueryValueRejected` in one sentence."""
     rule, expected = FIELDS[field]
-    ok = value in rule if isinstance(rule, frozenset) else bool(isinstance(value, str) and rule.match(value))
+    ok = value in rule if isinstance(rule, frozenset) else bool(isinstance(value, str) and rule.fullmatch(value))
     if not ok:
         raise QueryValueRejected(f"{NAMES[field]} {value!r} refused: expected {expected}")
     return value
