@@ -409,7 +409,7 @@ def _run(args: argparse.Namespace) -> int:
         "audit": audit_cli.cmd_audit, "codec-server": audit_cli.cmd_codec_server,
         "model": model_cli.cmd_model, "eval": model_cli.cmd_eval,
         "kill": control_cli.cmd_kill, "unkill": control_cli.cmd_kill, "switches": control_cli.cmd_switches,
-        "envelope": control_cli.cmd_envelope,
+        "envelope": control_cli.cmd_envelope, "tool": control_cli.cmd_tool,
     }  # fmt: skip
     # Every outcome is handled here, so no exception (and none of the clients its frames hold)
     # is still alive when `main` lets go of the command's runtime.

@@ -46,7 +46,7 @@ from activities.codec_keys import check_codec_keys
 from activities.switches import active_switch, lift_switch, set_switch
 from activities.budget import BudgetLedger
 from contracts.budget import BudgetDecision
-from contracts.control import KillSwitchState, StopAnswer, StopOrder, SwitchScope
+from contracts.control import KillSwitchState, StopAnswer, StopOrder, SwitchScope, ToolResolution
 from contracts.errors import APPROVAL_REFUSED, RELEASE_UNKNOWN
 from contracts.run import AgentRunInput, AgentRunResult, RunFailure, RunStatus, run_workflow_id
 from contracts.schema import schema_problems
@@ -314,6 +314,20 @@ class FactoryClient:
                         PendingApproval(wf.id, attrs.get(search.AGENT_NAME) or "?", attrs.get(search.TENANT) or "?", request)
                     )
         return sorted(out, key=lambda p: p.request.deadline)
+
+    # -- writes that ran out of retries ------------------------------------------------------
+
+    async def resolve_tool(self, workflow_id: str, action: str, *, by: str, reason: str = "") -> StopAnswer:
+        """Retry now (`retry`), or give up (`give_up`, with a reason), the call a run waits on an operator for."""
+        handle = self.client.get_workflow_handle(workflow_id)
+        try:
+            return await handle.execute_update("resolve_tool", ToolResolution(action=action, by=by, reason=reason), result_type=StopAnswer)
+        except RPCError as e:
+            if e.status is RPCStatusCode.NOT_FOUND:
+                raise RunRefused(f"run {workflow_id} is not running ({e.message})") from None
+            raise
+        except WorkflowUpdateFailedError as e:
+            raise RunRefused(str(getattr(e.cause, "message", None) or e.cause or e)) from None
 
     # -- kill switches ---------------------------------------------------------------------
 

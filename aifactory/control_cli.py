@@ -8,6 +8,7 @@ Not workflow-safe.
     aifactory envelope status [AGENT]    spend against each envelope this period
     aifactory envelope raise AGENT [--tenant T] --to USD --as PERSON   raise it; paused runs resume
     aifactory envelope stop AGENT [--tenant T] --as PERSON [--note N]  end the runs paused on it
+    aifactory tool retry|give-up RUN --as PERSON [--reason R]   a run whose write ran out of retries
 
 `kill` writes the switch to the factory's store (new runs are refused from that
 moment) and sends every running run in scope the `stop` update; each run starts
@@ -115,6 +116,20 @@ async def cmd_envelope(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_tool(args: argparse.Namespace, settings: Settings) -> int:
+    from aifactory.client import FactoryClient
+
+    if not args.person.strip():
+        raise ControlCliError("--as must not be empty")
+    if args.action == "give-up" and not (args.reason or "").strip():
+        raise ControlCliError("tool give-up needs --reason saying why the call is given up")
+    factory = await FactoryClient.connect(settings)
+    await factory.resolve_tool(args.run, "retry" if args.action == "retry" else "give_up", by=args.person, reason=args.reason or "")
+    what = "retries the call now" if args.action == "retry" else "goes on without the call; the model is told why"
+    print(f"{args.run}: {what} (by {args.person})")
+    return 0
+
+
 def add_parsers(sub) -> None:
     for verb, help_ in (("kill", "stop an agent, a tenant or everything: refuse new runs, stop runs in flight"),
                         ("unkill", "lift a kill switch")):  # fmt: skip
@@ -127,6 +142,11 @@ def add_parsers(sub) -> None:
         k.add_argument("--json", action="store_true")
     s = sub.add_parser("switches", help="every kill switch set, with who, when and why")
     s.add_argument("--json", action="store_true")
+    t = sub.add_parser("tool", help="a run whose write ran out of retries: retry the call now, or give it up")
+    t.add_argument("action", choices=["retry", "give-up"])
+    t.add_argument("run", help="workflow id, e.g. agent/it-triage/acme/T-1001")
+    t.add_argument("--as", dest="person", required=True, help="your person id")
+    t.add_argument("--reason", help="why (required to give up)")
     e = sub.add_parser("envelope", help="cost envelopes: status, raise, stop paused runs")
     e.add_argument("action", choices=["status", "raise", "stop"])
     e.add_argument("agent", nargs="?")

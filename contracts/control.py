@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -90,6 +91,18 @@ class RunAdmitted(BaseModel):
     """The bundle and directory that gate its tool calls."""
     refused: StartRefusal | None = None
     """Set when the run may not start: unknown release, not admitted, kill switch, spent envelope."""
+
+
+class ToolResolution(BaseModel):
+    """An operator's answer to a run whose write or external tool ran out of retries (`resolve_tool`)."""
+
+    action: Literal["retry", "give_up"]
+    """`retry` runs the call again now (same arguments, same idempotency key: still one effect);
+    `give_up` tells the model the call was not done, with the reason, and the run goes on."""
+    by: str
+    """The operator (person id)."""
+    reason: str = ""
+    """Why; required to give up."""
 
 
 class StopOrder(BaseModel):

@@ -24,6 +24,7 @@ add new ones, never rename.
     ModelUnavailable           the endpoint kept failing until the retries ran out
     ModelCallRejected          the endpoint refused the call (4xx other than 408/409/429)
     ModelResponseInvalid       the endpoint answered with something unusable
+    ModelResponseTooLarge      the endpoint's reply is too large for a run to take (not retried)
     ToolFailed                 a tool raised a non-retryable error
 """
 
@@ -41,6 +42,7 @@ APPROVAL_REFUSED = "ApprovalRefused"
 TRANSCRIPT_MISSING = "TranscriptMissing"
 MODEL_CALL_REJECTED = "ModelCallRejected"
 MODEL_RESPONSE_INVALID = "ModelResponseInvalid"
+MODEL_RESPONSE_TOO_LARGE = "ModelResponseTooLarge"
 MODEL_UNAVAILABLE = "ModelUnavailable"
 TOOL_FAILED = "ToolFailed"
 POLICY_FILE_ERROR = "PolicyFileError"
@@ -69,6 +71,7 @@ RUN_FAILURES = frozenset(
         TRANSCRIPT_MISSING,
         MODEL_CALL_REJECTED,
         MODEL_RESPONSE_INVALID,
+        MODEL_RESPONSE_TOO_LARGE,
         MODEL_UNAVAILABLE,
         RELEASE_UNKNOWN,
         AGENT_NOT_ADMITTED,

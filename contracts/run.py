@@ -41,6 +41,8 @@ class RunState(StrEnum):
     CALLING_MODEL = "calling_model"
     CALLING_TOOL = "calling_tool"
     AWAITING_APPROVAL = "awaiting_approval"
+    AWAITING_OPERATOR = "awaiting_operator"
+    """A write or external tool ran out of retries: an operator retries it now or gives it up."""
     AWAITING_BUDGET = "awaiting_budget"
     """The envelope is spent; the run waits for an operator to raise it or stop the run."""
     STOPPING = "stopping"

@@ -12,5 +12,7 @@ AGENT_OWNER = SearchAttributeKey.for_keyword("AgentOwner")
 TENANT = SearchAttributeKey.for_keyword("Tenant")
 AWAITING_APPROVAL = SearchAttributeKey.for_bool("AwaitingApproval")
 APPROVAL_GROUP = SearchAttributeKey.for_keyword("ApprovalGroup")
+AWAITING_OPERATOR = SearchAttributeKey.for_bool("AwaitingOperator")
+"""A write or external tool ran out of retries and the run waits for an operator (`aifactory tool`)."""
 
-ALL = (AGENT_NAME, AGENT_VERSION, AGENT_OWNER, TENANT, AWAITING_APPROVAL, APPROVAL_GROUP)
+ALL = (AGENT_NAME, AGENT_VERSION, AGENT_OWNER, TENANT, AWAITING_APPROVAL, APPROVAL_GROUP, AWAITING_OPERATOR)

@@ -35,10 +35,14 @@ class ToolMeta(BaseModel):
     """How long one attempt may take."""
     schedule_to_close: timedelta = timedelta(minutes=10)
     """How long the call may take across all retries."""
-    max_attempts: int = 5
-    """Attempts before the call fails (1 = no retry)."""
+    max_attempts: int = 10
+    """Attempts before the call fails (1 = no retry). With the default back-off a call rides out
+    about two and a half minutes of an unreachable store; a write that still fails parks the run
+    for an operator (retry or give up) rather than letting it go on as if it had acted."""
     initial_retry_interval: timedelta = timedelta(seconds=1)
-    """First back-off between attempts; doubles each time."""
+    """First back-off between attempts; doubles each time, up to `maximum_retry_interval`."""
+    maximum_retry_interval: timedelta = timedelta(seconds=30)
+    """Longest back-off between two attempts."""
 
     @property
     def needs_idempotency_key(self) -> bool:

@@ -30,7 +30,10 @@ def test_status_without_a_server_says_which_address_it_could_not_reach(tmp_path)
 async def test_csv_into_a_pipe_its_reader_closed_stops_quietly(store, env, tmp_path):
     # `aifactory audit query --csv | head -1`, made certain: the reader is gone before the first row.
     db_url, _ = store
-    environ = cli_env(env.client.service_client.config.target_host, tmp_path, AIFACTORY_DB_URL=db_url)
+    from tests.test_audit_query import RING
+
+    RING.save(tmp_path / "audit.json")  # an auditor's key: the rows are verified
+    environ = cli_env(env.client.service_client.config.target_host, tmp_path, AIFACTORY_DB_URL=db_url, AIFACTORY_AUDIT_KEY_FILE=str(tmp_path / "audit.json"))
     rows = run_cli("audit", "query", "--agent", "it-triage", "--csv", env=environ)
     assert rows.returncode == 0 and len(rows.stdout.splitlines()) > 2  # a header and the store's tool calls
     read, write = os.pipe()

@@ -29,12 +29,13 @@ with workflow.unsafe.imports_passed_through():
     from contracts import errors as E
     from contracts import payloads
     from contracts import search
-    from contracts.agent import AgentRelease, PinnedRelease
+    from contracts.agent import PinnedRelease
     from contracts.model import ChatMessage, ModelCallInput, ModelCallResult, Usage, system_prompt
     from contracts.run import AgentRunInput, AgentRunResult, RunCarry, RunFailure, RunState, RunStatus, run_workflow_id
     from contracts.schema import parse_json_answer, schema_problems
     from contracts.budget import BudgetDecision, BudgetNote, EnvelopeRef
-    from contracts.control import Admission, Admitted, KillSwitchState, RunAdmission, RunAdmitted, StopAnswer, StopOrder, SwitchQuery
+    from contracts.classes import SideEffect
+    from contracts.control import Admission, Admitted, KillSwitchState, RunAdmission, RunAdmitted, StopAnswer, StopOrder, SwitchQuery, ToolResolution
     from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, Refusal, RequestStatus, Verdict
     from contracts.notify import Notification
     from contracts.policy import Directory, Outcome, PolicyDecision, PolicySet, SafeDefault, ToolCallFacts
@@ -60,6 +61,8 @@ ANSWER_NOW = (
 #: The worker resolves release, prompt, policy, envelope and kill switches (`admit_run`); histories
 #: recorded without the marker replay through the protocol their input recorded.
 WORKER_RESOLVES_PATCH = "worker-resolves-release"
+#: Patch id of parking a run whose write or external tool ran out of retries (it went on before).
+WRITES_PARK_PATCH = "writes-park-v1"
 #: Patch id of the policy gate; runs started before it replay without the gate.
 POLICY_GATE_PATCH = "policy-gate-v1"
 #: Patch id of the repeated-call and context breakers; a marker is written only by a run that trips one.
@@ -78,14 +81,14 @@ MODEL_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=60),
     maximum_attempts=8,
-    non_retryable_error_types=[E.MODEL_CALL_REJECTED, E.TRANSCRIPT_MISSING],
+    non_retryable_error_types=[E.MODEL_CALL_REJECTED, E.TRANSCRIPT_MISSING, E.MODEL_RESPONSE_TOO_LARGE],
 )
 #: Admission reads the store; while it is unreachable the run waits at its start rather than failing.
 ADMIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 
 #: Signals and updates a run takes (wire API). Anything else sent to a run is answered and recorded.
 SIGNALS = ("approve", "reject")
-UPDATES = ("decide_approval", "stop", "budget_decision")
+UPDATES = ("decide_approval", "stop", "budget_decision", "resolve_tool")
 
 
 def idempotency_key(workflow_id: str, step: int, call_index: int) -> str:
@@ -126,6 +129,8 @@ class AgentWorkflow:
         """Sent with the first model call until it answers (runs recorded with `admit_in_first_call`)."""
         self._listed_awaiting = False
         """Whether the run's search attributes say it waits for an approval."""
+        self._resolution: ToolResolution | None = None
+        self._stuck = 0
         self._sent_prompt: str | None = None
         """SHA-256 of the prompt the model activity sent, as it reported it."""
         self._restore(None)
@@ -235,6 +240,13 @@ class AgentWorkflow:
             if problem is not None:
                 raise ApplicationError(problem, type=E.MESSAGE_REFUSED, non_retryable=True)
             return self._take_stop(order)
+        if name == "resolve_tool":
+            resolution, problem = self._one(args, ToolResolution, "update resolve_tool")
+            if problem is None and not resolution.by.strip():
+                problem = "update resolve_tool: the operator (by) is required"
+            if problem is not None:
+                raise ApplicationError(problem, type=E.MESSAGE_REFUSED, non_retryable=True)
+            return self._take_resolution(resolution)
         if name == "budget_decision":
             decision, problem = self._one(args, BudgetDecision, "update budget_decision")
             if problem is None and not decision.by.strip():
@@ -514,7 +526,7 @@ class AgentWorkflow:
                     continue
                 self._set_state(RunState.FAILED, "nothing")
                 message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-                if kind in (E.MODEL_CALL_REJECTED, E.TRANSCRIPT_MISSING):
+                if kind in (E.MODEL_CALL_REJECTED, E.TRANSCRIPT_MISSING, E.MODEL_RESPONSE_TOO_LARGE):
                     raise self._fail(f"model call failed: {message}", kind) from None
                 if kind == E.POLICY_FILE_ERROR:
                     raise self._fail(f"policy {spec.policy!r} could not be loaded: {message}", kind) from None
@@ -643,29 +655,83 @@ class AgentWorkflow:
         self._check_stop(record)
         self._set_state(RunState.CALLING_TOOL, f"tool {name}")
         meta = definition.meta
-        try:
-            result = await self._cancellable(
-                workflow.start_activity(
-                    name,
-                    args=[ctx, args],
-                    result_type=definition.result_model,
-                    start_to_close_timeout=meta.start_to_close,
-                    schedule_to_close_timeout=meta.schedule_to_close,
-                    retry_policy=definition.retry_policy(),
-                    cancellation_type=ActivityCancellationType.TRY_CANCEL,
-                    summary=f"{name} {summarize(record.arguments)}",
+        while True:
+            try:
+                result = await self._cancellable(
+                    workflow.start_activity(
+                        name,
+                        args=[ctx, args],
+                        result_type=definition.result_model,
+                        start_to_close_timeout=meta.start_to_close,
+                        schedule_to_close_timeout=meta.schedule_to_close,
+                        retry_policy=definition.retry_policy(),
+                        cancellation_type=ActivityCancellationType.TRY_CANCEL,
+                        summary=f"{name} {summarize(record.arguments)}",
+                    )
                 )
-            )
-        except ActivityError as err:
-            cause = err.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            self._records.append(record.model_copy(update={"outcome": ToolOutcome.FAILED, "error": message}))
-            self._pending.append(
-                ChatMessage(role="tool", tool_call_id=call_id, content=json.dumps({"error": f"tool failed: {message}"}))
-            )
-            return
+                break
+            except ActivityError as err:
+                cause = err.cause
+                message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+                if self._write_ran_out(meta, cause):
+                    # Not done, and the tool did not say it never will be: a person decides, the run does not
+                    # go on as if the write had happened.
+                    resolution = await self._await_operator(record, index, message)
+                    if resolution.action == "retry":
+                        continue
+                    message = f"given up by {resolution.by}: {resolution.reason} (the call failed: {message})"
+                self._records.append(record.model_copy(update={"outcome": ToolOutcome.FAILED, "error": message}))
+                self._pending.append(
+                    ChatMessage(role="tool", tool_call_id=call_id, content=json.dumps({"error": f"tool failed: {message}"}))
+                )
+                return
         self._records.append(record)
         self._pending.append(ChatMessage(role="tool", tool_call_id=call_id, content=result.model_dump_json()))
+
+    # -- writes that ran out of retries -------------------------------------------------------
+
+    def _write_ran_out(self, meta, cause: BaseException | None) -> bool:
+        """A write or external call that failed for a reason that may pass (its retries ran out, or it
+        timed out), as opposed to one the tool refused for good (a non-retryable error)."""
+        if meta.side_effect is SideEffect.READ or (isinstance(cause, ApplicationError) and cause.non_retryable):
+            return False
+        return workflow.patched(WRITES_PARK_PATCH)
+
+    async def _await_operator(self, record: ToolCallRecord, index: int, message: str) -> ToolResolution:
+        """Park until an operator retries the call or gives it up (or a kill switch stops the run)."""
+        tool, spec = record.tool, self._spec
+        self._resolution = None
+        self._state, self._waiting_on = RunState.AWAITING_OPERATOR, f"an operator: {tool} could not be done"
+        workflow.upsert_search_attributes([search.AWAITING_OPERATOR.value_set(True)])
+        workflow.set_current_details(
+            f"**awaiting operator** · `{tool}` {summarize(record.arguments)} ran out of retries: {message[:200]}"
+            f" · `aifactory tool retry {workflow.info().workflow_id} --as YOU` or `tool give-up ... --reason ...`"
+        )
+        self._stuck += 1
+        await self._notify(
+            "tool_stuck", f"{record.step}.{index}/stuck/{self._stuck}", f"{tool} for {spec.name} could not be done: an operator must retry or give up",
+            group=None, recipients=[spec.escalation_contact],
+            details={"tool": tool, "step": record.step, "arguments": summarize(record.arguments, 200), "error": message[:500]},
+        )  # fmt: skip
+        try:
+            await workflow.wait_condition(lambda: self._resolution is not None or self._stop is not None)
+        finally:
+            workflow.upsert_search_attributes([search.AWAITING_OPERATOR.value_set(False)])
+        if self._stop is not None:
+            self._records.append(record.model_copy(update={"outcome": ToolOutcome.FAILED, "error": f"{message}; the run was stopped while it waited"}))
+            self._check_stop()
+        assert self._resolution is not None
+        self._set_state(RunState.CALLING_TOOL, f"tool {tool}")
+        return self._resolution
+
+    def _take_resolution(self, resolution: ToolResolution) -> StopAnswer:
+        state = self._state.value
+        if self._state is not RunState.AWAITING_OPERATOR:
+            raise ApplicationError(f"this run is not waiting for an operator (it is {state})", type=E.MESSAGE_REFUSED, non_retryable=True)
+        if resolution.action == "give_up" and not resolution.reason.strip():
+            raise ApplicationError("giving up a call needs a reason", type=E.MESSAGE_REFUSED, non_retryable=True)
+        self._resolution = resolution
+        return StopAnswer(acknowledged=True, state=state)
 
     # -- cost envelope and model tiers --------------------------------------------------------
 
@@ -866,14 +932,16 @@ class AgentWorkflow:
         )
 
     async def _notify(
-        self, kind: str, suffix: str, subject: str, *, group: str | None, details: dict, key: str | None = None
+        self, kind: str, suffix: str, subject: str, *, group: str | None, details: dict, key: str | None = None,
+        recipients: list[str] | None = None,
     ) -> None:
         info = workflow.info()
         directory = self._policy.directory if self._policy else None
+        if recipients is None:
+            recipients = directory.members(group) if (directory and group) else []
         notification = Notification(
             key=key or f"{info.workflow_id}/{suffix}", kind=kind, run_id=info.workflow_id,
-            agent=self._agent, tenant=self._tenant, group=group,
-            recipients=directory.members(group) if (directory and group) else [], subject=subject, details=details,
+            agent=self._agent, tenant=self._tenant, group=group, recipients=recipients, subject=subject, details=details,
         )  # fmt: skip
         try:
             await workflow.execute_activity(

@@ -48,7 +48,7 @@ from contracts.policy import Outcome, PolicyDecision, PolicySet
 from contracts.run import AgentRunInput, AgentRunResult, RunFailure
 from contracts.tools import ToolCallRecord, ToolContext, ToolOutcome
 from contracts.budget import BudgetDecision
-from contracts.control import StopOrder
+from contracts.control import StopOrder, ToolResolution
 
 MODEL_ACTIVITY = "call_model"
 NOTIFY_ACTIVITY = "send_notification"
@@ -230,6 +230,9 @@ class _Reader:
 
     def notice(self, event: HistoryEvent, n: Notification) -> None:
         d = n.details
+        if n.kind == "tool_stuck":
+            self.add(event, K.TOOL_STUCK, tool=d.get("tool"), step=d.get("step"), detail=d.get("error"))
+            return
         kind = APPROVAL_NOTICES.get(n.kind)
         if kind is None and n.kind.startswith("approval_escalated"):
             kind = K.APPROVAL_ESCALATED
@@ -311,7 +314,7 @@ class _Reader:
     async def update_accepted(self, event: HistoryEvent) -> None:
         a = event.workflow_execution_update_accepted_event_attributes
         name = a.accepted_request.input.name
-        model = {"decide_approval": ApprovalDecision, "stop": StopOrder, "budget_decision": BudgetDecision}.get(name)
+        model = {"decide_approval": ApprovalDecision, "stop": StopOrder, "budget_decision": BudgetDecision, "resolve_tool": ToolResolution}.get(name)
         value, problem = None, None
         try:
             if model is None:
@@ -345,6 +348,9 @@ class _Reader:
             order: StopOrder = value
             switch = f"kill switch #{order.switch_id}: " if order.switch_id is not None else ""
             self.add(event, K.KILLED, person=order.by, outcome="stop", detail=f"{switch}{order.reason}")
+        elif name == "resolve_tool":
+            tr: ToolResolution = value
+            self.add(event, K.TOOL_RESOLVED, person=tr.by, outcome=tr.action, note=tr.reason or None, detail=f"resolved{client}")
         elif name == "budget_decision":
             bd: BudgetDecision = value
             self.add(event, K.BUDGET_DECISION, person=bd.by, outcome=bd.action, note=bd.note or None, detail="cost envelope spent")

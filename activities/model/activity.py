@@ -25,7 +25,7 @@ from activities.model.pricing import Pricing
 from activities.model.transcripts import TranscriptGap, TranscriptStore
 from activities.releases.registry import ReleaseRegistry
 from activities.tools.catalog import CATALOG
-from contracts.errors import MODEL_CALL_REJECTED, MODEL_RESPONSE_INVALID, RELEASE_UNAVAILABLE, TRANSCRIPT_MISSING
+from contracts.errors import MODEL_CALL_REJECTED, MODEL_RESPONSE_INVALID, MODEL_RESPONSE_TOO_LARGE, RELEASE_UNAVAILABLE, TRANSCRIPT_MISSING
 from contracts.budget import BudgetNote, EnvelopeRef
 from contracts.model import ChatMessage, ModelCallInput, ModelCallResult, ToolCall, Usage, system_prompt
 
@@ -102,6 +102,22 @@ def _reply(resp: ChatCompletion, inp: ModelCallInput, forced_as_json: Any, tools
         from_text = bool(calls)
     reply = ChatMessage(role="assistant", content=None if from_text else choice.message.content, tool_calls=calls)
     return choice, reply, from_text
+
+
+#: The largest reply a run takes: the result must fit Temporal's payload limit (2 MB by default, with
+#: room for the rest of the result). A larger one would be refused by the server on every retry.
+MAX_REPLY_BYTES = 1_000_000
+
+
+def _fits_history(reply: ChatMessage, model: str) -> None:
+    size = len((reply.content or "").encode()) + sum(len(c.arguments.encode()) + len(c.name) for c in reply.tool_calls)
+    if size > MAX_REPLY_BYTES:
+        raise ApplicationError(
+            f"model {model} replied with {size:,} bytes, over the {MAX_REPLY_BYTES:,} a run takes in one reply "
+            "(a runaway generation? lower max_tokens)",
+            type=MODEL_RESPONSE_TOO_LARGE,
+            non_retryable=True,
+        )
 
 
 class ModelActivities:
@@ -261,6 +277,7 @@ class ModelActivities:
         cost = self._pricing.cost(model_name, prompt_tokens, completion_tokens)
         try:
             choice, reply, from_text = _reply(resp, inp, forced_as_json, tools)
+            _fits_history(reply, model_name)
         except Exception:
             if envelope is not None:
                 await self._budget.settle(envelope, reservation, cost)

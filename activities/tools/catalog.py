@@ -65,6 +65,7 @@ class ToolDefinition:
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
             initial_interval=self.meta.initial_retry_interval,
+            maximum_interval=self.meta.maximum_retry_interval,
             maximum_attempts=self.meta.max_attempts,
             non_retryable_error_types=["ToolFailed"],
         )
