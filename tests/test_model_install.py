@@ -53,3 +53,20 @@ def test_a_tampered_model_file_in_the_cache_is_refused_and_removed(tmp_path, mon
     with pytest.raises(ModelInstallError, match="refused; removed it, run `aifactory model install`"):
         model_install.install(lambda m: None)
     assert not path.exists()
+
+
+def test_a_failed_server_build_says_its_last_lines_and_where_the_whole_log_is(tmp_path, monkeypatch):
+    """A real pip run that fails offline stands in for a failed compile: same path, same message."""
+    monkeypatch.setattr(model_install, "SERVER_PACKAGE", "no-such-package-aifactory==1.0")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    said: list[str] = []
+    log = tmp_path / "home" / "model-server-build.log"
+    with pytest.raises(ModelInstallError) as failed:
+        model_install.build_server(said.append, log)
+    assert str(failed.value) == (
+        f"building no-such-package-aifactory==1.0 failed (pip exited with 1; the last lines are above, the whole log is {log}): "
+        "install a C/C++ compiler and CMake if they are missing, or use `--model scripted`"
+    )
+    assert said[0].startswith("Installing no-such-package-aifactory==1.0, built from source")
+    assert any(line.startswith("  | ERROR: No matching distribution") for line in said)
+    assert "no-such-package-aifactory" in log.read_text()

