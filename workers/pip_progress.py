@@ -133,8 +133,9 @@ class BuildProgress:
         text = f"  {self.label}: {_clock(now - self._started)} elapsed, {self.phase}"
         if self.total:
             text += f" {self.done} of {self.total} ({100 * self.done // self.total}%)"
-            if self._counting_since is not None and 0.1 <= self.done / self.total < 1:
-                left = (now - self._counting_since) * (self.total - self.done) / self.done
+            counted_for = now - self._counting_since if self._counting_since is not None else 0.0
+            if counted_for >= self.every and 0.1 <= self.done / self.total < 1:
+                left = counted_for * (self.total - self.done) / self.done
                 text += f", about {max(1, math.ceil(left / 60))} min left"
         return text
 
