@@ -108,6 +108,8 @@ class JwtVerifier:
             raise Unauthenticated("the token is meant for another audience than this gateway", invalid_token=True) from None
         except jwt.MissingRequiredClaimError as e:
             raise Unauthenticated(f"the token has no {e.claim!r} claim", invalid_token=True) from None
+        except jwt.InvalidSignatureError:
+            raise Unauthenticated("the token's signature does not verify with the identity provider's key it names", invalid_token=True) from None
         except jwt.InvalidAlgorithmError:
             raise Unauthenticated(f"the token is signed with an algorithm this gateway does not accept (it takes {', '.join(ALGORITHMS)})", invalid_token=True) from None
         except jwt.PyJWTError:
