@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
 from activities.api_keys import ApiKeyStore
@@ -45,7 +46,10 @@ scope, 404 for an unknown run or agent, 409 when the factory refuses (kill switc
 cost envelope, agent not admitted, a decision the run refused), 503 when Temporal does not answer.
 """
 
-_KNOWN = (GatewayError, RunInputRejected, AgentNotFound, AgentNotAdmitted, RunRefused, ApprovalRefused, RPCError, ConnectionError)
+_KNOWN = (
+    GatewayError, RunInputRejected, AgentNotFound, AgentNotAdmitted, RunRefused, ApprovalRefused, RPCError, ConnectionError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)  # fmt: skip
 
 
 def _version() -> str:

@@ -31,6 +31,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.releases.loader import AgentNotFound
@@ -98,6 +99,8 @@ def refusal(e: Exception) -> JSONResponse | None:
         return respond(409, "AgentNotAdmitted", "the agent is not admitted: it fails the admission gate (`aifactory check` names the problems)")
     if isinstance(e, (RunRefused, ApprovalRefused)):
         return respond(409, type(e).__name__, str(e))
+    if isinstance(e, WorkflowUpdateRPCTimeoutOrCancelledError):  # no worker took the decision in time
+        return respond(503, "Unavailable", "the run did not take the decision in time (no worker answered); send it again: a repeated decision counts once")
     if isinstance(e, RPCError) and e.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
         return respond(503, "Unavailable", "Temporal did not answer in time; try again")
     if isinstance(e, ConnectionError):
