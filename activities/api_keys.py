@@ -83,7 +83,7 @@ def _digest(secret: str) -> str:
 
 def _scope(values: list[str], pattern: re.Pattern[str], what: str) -> str:
     for value in values:
-        if value != ALL and not pattern.match(value):
+        if value != ALL and not pattern.fullmatch(value):
             raise ApiKeyError(f"{what} {value!r} is not a valid name (or {ALL!r} for all)")
     return ALL if ALL in values else ",".join(sorted(set(values)))
 
@@ -99,7 +99,7 @@ class ApiKeyStore:
         name = name.strip()
         if not name or len(name) > 100:
             raise ApiKeyError("a key needs a name of 1-100 characters (who or what uses it)")
-        if person is not None and not PERSON.match(person):
+        if person is not None and not PERSON.fullmatch(person):
             raise ApiKeyError(f"person {person!r} is not a person id from the approver directory")
         row = ApiKey(
             key_id=secrets.token_hex(6), name=name, secret_sha256="", tenants=_scope(tenants, TENANT, "tenant"),
@@ -121,7 +121,7 @@ class ApiKeyStore:
     def revoke(self, key_id: str) -> ApiKeyInfo:
         """Revoke a key (again is a no-op); `ApiKeyError` for an id that was never issued."""
         with Session(engine_for(self.db_url)) as s:
-            row = s.get(ApiKey, key_id) if KEY_ID.match(key_id) else None
+            row = s.get(ApiKey, key_id) if KEY_ID.fullmatch(key_id) else None
             if row is None:
                 raise ApiKeyError(f"no API key {key_id!r} (`aifactory gateway keys list` shows them)")
             if row.revoked_at is None:
@@ -133,7 +133,7 @@ class ApiKeyStore:
 
     def verify(self, token: str) -> ApiKeyInfo | None:
         """The key `token` is, revoked or not, if its secret matches; None for anything else."""
-        found = TOKEN.match(token)
+        found = TOKEN.fullmatch(token)
         if found is None:
             return None
         key_id, secret = found.groups()

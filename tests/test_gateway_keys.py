@@ -60,6 +60,7 @@ def test_keys_are_kept_hashed_and_scoped(any_db):
     ("change", "says"),
     [
         ({"tenants": ['nobody" OR Tenant = "acme']}, "tenant 'nobody\" OR Tenant = \"acme' is not a valid name"),
+        ({"tenants": ["acme\n"]}, "tenant 'acme\\n' is not a valid name"),  # `$` alone would let the newline through
         ({"agents": ["It Triage"]}, "agent 'It Triage' is not a valid name"),
         ({"name": "  "}, "a key needs a name"),
         ({"person": "maria keller"}, "is not a person id"),

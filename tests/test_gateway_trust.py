@@ -5,6 +5,7 @@ traceback or a path, and the OpenAPI document validates and describes what the g
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -14,8 +15,8 @@ from temporalio.client import Client, Interceptor, OutboundInterceptor
 from aifactory.client import FactoryClient
 from tests.support.gateway import STARTS, gateway, problems_named
 from tests.support.harness import AGENTS, REPO
+from tests.test_hostile_queries import HOSTILE
 
-HOSTILE = 'nobody" OR Tenant = "acme'
 GOOD = {"ticket_text": "Printer on floor 2 jams on every page.", "requester_email": "jonas.berg@example.com"}
 
 
@@ -75,27 +76,32 @@ def recording_factory(client: Client) -> tuple[FactoryClient, Recorder]:
 
 async def test_hostile_names_are_refused_before_any_call_to_temporal(client, db_url):
     factory, recorder = recording_factory(client)
+    own = f"t-{uuid.uuid4().hex[:8]}"  # the control lists a tenant no other test uses: one call, no run to query
     async with gateway(factory, db_url) as gw:
         anything = gw.key(tenants=["*"], agents=["*"], person="maria.keller")
-        listed = await gw.http.get("/v1/approvals", params={"group": "it-desk-leads"}, headers=anything)  # the recorder records
+        listed = await gw.http.get("/v1/approvals", params={"group": "it-desk-leads", "tenant": own}, headers=anything)
         recorded_before = list(recorder.calls)
-        run = f"agent/it-triage/{quote(HOSTILE, safe='')}/T-1"
-        answers = {
-            "start: tenant": await gw.http.post(STARTS.format(agent="it-triage"), json={"tenant": HOSTILE, "run_key": "k", "input": GOOD}, headers=anything),
-            "start: agent": await gw.http.post(STARTS.format(agent=quote(HOSTILE, safe="")), json={"tenant": "acme", "run_key": "k", "input": GOOD}, headers=anything),
-            "start: Idempotency-Key": await gw.http.post(STARTS.format(agent="it-triage"), json={"tenant": "acme", "input": GOOD}, headers={**anything, "Idempotency-Key": HOSTILE}),
-            "approvals: tenant": await gw.http.get("/v1/approvals", params={"tenant": HOSTILE}, headers=anything),
-            "approvals: agent": await gw.http.get("/v1/approvals", params={"agent": HOSTILE}, headers=anything),
-            "approvals: group": await gw.http.get("/v1/approvals", params={"group": HOSTILE}, headers=anything),
-            "read: run id": await gw.http.get(f"/v1/runs/{run}", headers=anything),
-            "decide: run id": await gw.http.post(f"/v1/runs/{run}/decisions", json={"verdict": "approve"}, headers=anything),
-        }  # fmt: skip
-    assert listed.status_code == 200 and [name for name, _ in recorded_before] == ["list_workflows"]
-    assert "it-desk-leads" in recorded_before[0][1]
+        answers: dict[str, Any] = {}
+        for hostile in HOSTILE:
+            start = {"tenant": "acme", "run_key": "k", "input": GOOD}
+            answers[f"start tenant {hostile!r}"] = await gw.http.post(STARTS.format(agent="it-triage"), json={**start, "tenant": hostile}, headers=anything)
+            for name in ("tenant", "agent", "group"):
+                answers[f"approvals {name} {hostile!r}"] = await gw.http.get("/v1/approvals", params={name: hostile}, headers=anything)
+            if hostile.isascii() and hostile.isprintable():  # what an HTTP header can carry at all
+                del start["run_key"]
+                answers[f"Idempotency-Key {hostile!r}"] = await gw.http.post(STARTS.format(agent="it-triage"), json=start, headers={**anything, "Idempotency-Key": hostile})
+            if hostile:  # an empty path segment is another route
+                segment = quote(hostile, safe="")
+                answers[f"start agent {hostile!r}"] = await gw.http.post(STARTS.format(agent=segment), json=start, headers=anything)
+                answers[f"read tenant {hostile!r}"] = await gw.http.get(f"/v1/runs/agent/it-triage/{segment}/T-1", headers=anything)
+                answers[f"read agent {hostile!r}"] = await gw.http.get(f"/v1/runs/agent/{segment}/acme/T-1", headers=anything)
+                answers[f"decide tenant {hostile!r}"] = await gw.http.post(f"/v1/runs/agent/it-triage/{segment}/T-1/decisions", json={"verdict": "approve"}, headers=anything)
+    assert listed.status_code == 200 and listed.json() == {"approvals": []}
+    assert [name for name, _ in recorded_before] == ["list_workflows"] and own in recorded_before[0][1]
     for case, answer in answers.items():
+        assert answer.status_code == 400, (case, answer.text)
         assert problems_named(answer, 400)["type"] == "InvalidRequest", case
-    assert recorder.calls == recorded_before  # not one call more: nothing hostile reached Temporal
-    assert not any("nobody" in text for _, text in recorder.calls)
+    assert len(answers) > 60 and recorder.calls == recorded_before  # not one call more: nothing hostile reached Temporal
 
 
 async def test_a_revoked_key_stops_working_at_its_next_request(client, db_url):

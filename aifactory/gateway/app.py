@@ -28,6 +28,7 @@ from aifactory.gateway.auth import install
 from aifactory.gateway.errors import GatewayError, on_error, on_http_error, on_invalid
 from aifactory.gateway.oidc import JwtVerifier
 from aifactory.gateway.routes import router
+from contracts.visibility import QueryValueRejected
 
 TITLE = "AI Factory gateway"
 DESCRIPTION = """\
@@ -48,7 +49,7 @@ cost envelope, agent not admitted, a decision the run refused), 503 when Tempora
 
 _KNOWN = (
     GatewayError, RunInputRejected, AgentNotFound, AgentNotAdmitted, RunRefused, ApprovalRefused, RPCError, ConnectionError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateRPCTimeoutOrCancelledError, QueryValueRejected,
 )  # fmt: skip
 
 

@@ -29,11 +29,11 @@ class _Answer(BaseModel):
 
 
 def tenant_problem(value: str) -> str | None:
-    return None if TENANT.match(value) else "must be 1-63 lowercase letters, digits, '.', '_' or '-'"
+    return None if TENANT.fullmatch(value) else "must be 1-63 lowercase letters, digits, '.', '_' or '-'"
 
 
 def run_key_problem(value: str) -> str | None:
-    return None if RUN_KEY.match(value) else "must be 1-128 letters, digits, '.', '_', ':' or '-'"
+    return None if RUN_KEY.fullmatch(value) else "must be 1-128 letters, digits, '.', '_', ':' or '-'"
 
 
 class StartRun(_Body):
@@ -159,7 +159,7 @@ class Decide(_Body):
     @field_validator("request_id")
     @classmethod
     def _request_id(cls, v: str | None) -> str | None:
-        if v is not None and not REQUEST_ID.match(v):
+        if v is not None and not REQUEST_ID.fullmatch(v):
             raise ValueError("must be a request id such as '2.0' (`<step>.<call>`, as GET /v1/approvals lists it)")
         return v
 

@@ -36,6 +36,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.releases.loader import AgentNotFound
 from aifactory.client import AgentNotAdmitted, ApprovalRefused, RunInputRejected, RunRefused
+from contracts.visibility import QueryValueRejected
 
 log = logging.getLogger("aifactory.gateway")
 
@@ -91,6 +92,8 @@ def refusal(e: Exception) -> JSONResponse | None:
     """The answer to an exception the gateway knows, or None for a fault (answered 500)."""
     if isinstance(e, GatewayError):
         return respond(e.status, type(e).__name__, e.message, e.problems, e.headers)
+    if isinstance(e, QueryValueRejected):  # the gateway checks first; this is the query builder's own refusal
+        return respond(400, "InvalidRequest", str(e), [str(e)])
     if isinstance(e, RunInputRejected):
         return respond(400, "RunInputRejected", f"the input of agent {e.agent!r} was refused: " + "; ".join(e.problems), e.problems)
     if isinstance(e, AgentNotFound):  # its own message names the agents folder: say it without the path
@@ -121,6 +124,9 @@ async def on_error(request: Request, e: Exception) -> JSONResponse:
 async def on_http_error(request: Request, e: Exception) -> JSONResponse:
     """Starlette's own refusals (no route, wrong method) in the gateway's body."""
     assert isinstance(e, HTTPException)
+    if e.status_code == 404 and not str(request.scope.get("path", "")).isprintable():  # request.url drops it
+        # A newline in a run id never reaches a route (its path converter stops at one): say what is wrong with it.
+        return respond(400, "InvalidRequest", "the request path holds a control character (a newline, a tab): no agent, tenant or run key has one")
     if e.status_code == 404:
         return respond(404, "NotFound", f"no route {request.url.path} (the OpenAPI document at /openapi.json lists them)")
     if e.status_code == 405:

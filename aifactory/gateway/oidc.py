@@ -73,7 +73,7 @@ def _names(claims: dict[str, Any], claim: str, pattern: re.Pattern[str]) -> froz
         return frozenset()
     if isinstance(value, str):
         value = [v for v in re.split(r"[\s,]+", value) if v]
-    if not isinstance(value, list) or not all(isinstance(v, str) and (v == ALL or pattern.match(v)) for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, str) and (v == ALL or pattern.fullmatch(v)) for v in value):
         raise Unauthenticated(f"the token's {claim!r} claim must be a list of names (or {ALL!r})", invalid_token=True)
     return frozenset(value)
 

@@ -2,16 +2,15 @@
 
 Not workflow-safe. Everything goes through the `FactoryClient` the app was
 built with. Every name that reaches Temporal has been checked against the
-contracts' patterns first, and a visibility query is only ever composed of
-checked names (`quoted` refuses anything else), so no caller's string becomes
-part of a query.
+contracts' grammars first (whole values: `fullmatch`), and the one visibility
+query here is built by `contracts.visibility`, which checks each value again
+and quotes it, so no caller's string can add a clause to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -26,15 +25,13 @@ from aifactory.gateway.bodies import (
 )  # fmt: skip
 from aifactory.gateway.callers import Caller
 from aifactory.gateway.errors import Forbidden, InvalidRequest, NotFound
-from contracts import search
+from contracts import visibility as V
 from contracts.agent import AGENT_NAME
 from contracts.approval import ApprovalLedger
 from contracts.run import RunStatus, run_workflow_id
 
 log = logging.getLogger("aifactory.gateway")
 
-GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-_QUOTABLE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 QUERY_TIMEOUT = timedelta(seconds=10)
 """How long a run may take to answer a query before the gateway answers without it."""
 PHASES = {
@@ -46,7 +43,7 @@ PHASES = {
 
 
 def agent_problem(value: str) -> str | None:
-    return None if AGENT_NAME.match(value) else "must be an agent name: lowercase letters, digits and dashes, starting with a letter"
+    return None if AGENT_NAME.fullmatch(value) else "must be an agent name: lowercase letters, digits and dashes, starting with a letter"
 
 
 def checked(where: str, value: str, problem: str | None) -> str:
@@ -55,11 +52,12 @@ def checked(where: str, value: str, problem: str | None) -> str:
     return value
 
 
-def quoted(value: str) -> str:
-    """A checked name as a visibility query literal; anything else is a bug, refused here."""
-    if not _QUOTABLE.match(value):
-        raise ValueError("refusing to put an unchecked string into a visibility query")
-    return f'"{value}"'
+def group_problem(value: str) -> str | None:
+    try:
+        V.check("ApprovalGroup", value)
+    except V.QueryValueRejected:
+        return "must be an approver group name such as 'it-desk-leads' (1-63 lowercase letters, digits, '.', '_' or '-')"
+    return None
 
 
 @dataclass(frozen=True)
@@ -192,14 +190,13 @@ def agent_known(factory: FactoryClient, agent: str) -> bool:
 
 
 def approvals_query(tenants: list[str] | None, agents: list[str] | None, group: str | None) -> str:
-    terms = ['WorkflowType = "AgentWorkflow"', "AwaitingApproval = true"]
-    if tenants is not None:
-        terms.append(f"{search.TENANT.name} IN ({', '.join(map(quoted, tenants))})")
-    if agents is not None:
-        terms.append(f"{search.AGENT_NAME.name} IN ({', '.join(map(quoted, agents))})")
-    if group is not None:
-        terms.append(f"{search.APPROVAL_GROUP.name} = {quoted(group)}")
-    return " AND ".join(terms)
+    """Running agent runs parked on an approval, of these tenants and agents (None: any), for `group`."""
+    return V.all_of(
+        V.eq("WorkflowType", "AgentWorkflow"), V.eq("ExecutionStatus", "Running"), V.eq("AwaitingApproval", True),
+        V.any_of(*(V.eq("Tenant", t) for t in tenants)) if tenants is not None else "",
+        V.any_of(*(V.eq("AgentName", a) for a in agents)) if agents is not None else "",
+        V.eq("ApprovalGroup", group) if group is not None else "",
+    )  # fmt: skip
 
 
 async def pending(
@@ -208,7 +205,7 @@ async def pending(
     """Runs waiting for a person, selected by the caller's scope in the visibility query itself,
     so a caller's listing never touches (or waits on) another tenant's runs."""
     if group is not None:
-        checked("query parameter 'group'", group, None if GROUP.match(group) else "must be an approver group name such as 'it-desk-leads'")
+        checked("query parameter 'group'", group, group_problem(group))
     tenants, agents = caller.scope_terms()
     if tenant is not None:
         checked("query parameter 'tenant'", tenant, tenant_problem(tenant))
