@@ -52,6 +52,7 @@ def _make_engine(url: str) -> Engine:
 
 def _import_tables() -> None:
     # Table modules register themselves on SQLModel.metadata when imported.
+    import activities.api_keys  # noqa: F401
     import activities.audit.store  # noqa: F401
     import activities.budget  # noqa: F401
     import activities.codec_keys  # noqa: F401
