@@ -10,12 +10,17 @@ last good bundle when a file is edited into something invalid.
 
 from __future__ import annotations
 
+import logging
+import os
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from contracts.errors import POLICY_FILE_ERROR
 from contracts.policy import PolicySet
 from policies.loader import PolicyFileError, PolicyStore
+
+log = logging.getLogger("aifactory.policy")
 
 
 class PolicyActivities:
@@ -27,7 +32,11 @@ class PolicyActivities:
         try:
             return self.store.get(name)
         except PolicyFileError as e:
-            raise ApplicationError(str(e), type=POLICY_FILE_ERROR, non_retryable=True) from None
+            # The run's failure is read by whoever started it: the file is named within the policies
+            # folder, never by the worker's own path (the worker's log keeps the whole message).
+            log.warning("policy bundle %r cannot be used: %s", name, e)
+            message = str(e).replace(f"{self.store.root}{os.sep}", "").replace(str(self.store.root), "policies")
+            raise ApplicationError(message, type=POLICY_FILE_ERROR, non_retryable=True) from None
 
     @activity.defn(name="resolve_policy")
     async def resolve_policy(self, name: str) -> PolicySet:

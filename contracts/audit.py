@@ -158,3 +158,5 @@ class AuditPassResult(BaseModel):
     records: int
     errors: list[str] = []
     deleted_runs: int = 0
+    queues_without_workers: dict[str, int] = {}
+    """Task queues with running agent runs and no worker polling them: how many runs wait on each."""

@@ -75,3 +75,13 @@ async def test_a_policy_bundle_that_cannot_be_loaded_fails_the_run_before_any_mo
     assert failed.value.type == "PolicyFileError"
     assert "policy 'no-such-bundle' could not be loaded" in str(failed.value) and "no-such-bundle.yaml" in str(failed.value)
     assert model.requests == []  # the endpoint was never called
+
+
+async def test_a_policy_failure_names_the_bundle_file_not_the_workers_paths(client, db_url):
+    async with factory_with(client, db_url, ScriptedModel(Turns(SCRIPT))) as f:
+        run = await f.start(TICKET, policy="no-such-bundle")
+        with pytest.raises(RunFailed) as failed:
+            await run.result()
+    message = str(failed.value)
+    assert "bundles/no-such-bundle.yaml: file not found" in message
+    assert str(AGENTS.parent) not in message and "/policies/" not in message

@@ -68,6 +68,10 @@ class FactoryMetrics:
         self.approvals_pending = Gauge("aifactory_approvals_pending", "Approval requests waiting for a person.", ("agent", "tenant"), registry=r)
         self.approval_latency = Histogram("aifactory_approval_wait_seconds", "How long a decided approval waited for a person.", ("agent", "tenant"), buckets=(10, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600), registry=r)
         self.envelope_utilisation = Gauge("aifactory_envelope_utilisation", "Share of the cost envelope spent this period (0..1), as of the last model call.", ("agent", "tenant"), registry=r)
+        self.export_passes = Counter("aifactory_audit_export_passes", "Audit export passes, by outcome (ok, errors: some runs not exported, failed).", ("outcome",), registry=r)
+        self.export_last_success = Gauge("aifactory_audit_export_last_success_timestamp_seconds", "When the last audit export pass that exported everything ended (Unix time).", registry=r)
+        self.runs_without_workers = Gauge("aifactory_runs_without_workers", "Running agent runs on a task queue that no worker polls, as the last export pass saw them.", ("task_queue",), registry=r)
+        self.runs_without_workers_seen: set[str] = set()
         self.admitted: OrderedDict[str, None] = OrderedDict()
         """Runs this worker counted as started (a run's admission may run more than once)."""
         self.approvals_past_sla = Counter("aifactory_approvals_escalated", "Approval requests escalated or expired because nobody decided in time.", ("agent", "tenant", "event"), registry=r)
@@ -161,6 +165,8 @@ class _ActivityMetrics(ActivityInboundInterceptor):
             elif kind == "send_notification":
                 if error is None:
                     self._notification(args[0])
+            elif kind == "export_audit":
+                self._export_pass(result, error)
             elif args and isinstance(args[0], ToolContext):
                 self._tool_call(kind, args[0], error, seconds)
         except Exception:  # metrics never break the work they describe
@@ -198,6 +204,19 @@ class _ActivityMetrics(ActivityInboundInterceptor):
             if ctx.decision is not None:
                 self.m.policy_decisions.labels(*run, ctx.decision.outcome.value).inc()
 
+    def _export_pass(self, result, error: BaseException | None) -> None:
+        if error is not None or result is None:
+            self.m.export_passes.labels("failed").inc()
+            return
+        self.m.export_passes.labels("errors" if result.errors else "ok").inc()
+        if not result.errors:
+            self.m.export_last_success.set(time.time())
+        for queue in set(self.m.runs_without_workers_seen) - set(result.queues_without_workers):
+            self.m.runs_without_workers.labels(queue).set(0)  # a worker came back for it
+        for queue, runs in result.queues_without_workers.items():
+            self.m.runs_without_workers.labels(queue).set(runs)
+        self.m.runs_without_workers_seen = set(result.queues_without_workers) | self.m.runs_without_workers_seen
+
     def _notification(self, n) -> None:
         gauge = self.m.approvals_pending.labels(n.agent, n.tenant)
         if n.kind == "approval_requested":
@@ -231,6 +250,7 @@ class _WorkflowMetrics(WorkflowInboundInterceptor):
             # workflow replays raises instead of answering.
             if not workflow.unsafe.is_replaying():
                 labels = _run_labels()
+                self._withdraw_pending(labels)
                 self.metrics.runs_finished.labels(*labels, _error_type(e)).inc()
                 # The calls that ended the run ran nothing and reach no model call: count them here.
                 details = e.details[0] if isinstance(e, ApplicationError) and e.details else None
@@ -240,8 +260,18 @@ class _WorkflowMetrics(WorkflowInboundInterceptor):
                         self.metrics.policy_decisions.labels(*labels, record.decision.outcome.value).inc()
             raise
         if not workflow.unsafe.is_replaying():
-            self.metrics.runs_finished.labels(*_run_labels(), "completed").inc()
+            labels = _run_labels()
+            self.metrics.runs_finished.labels(*labels, "completed").inc()
+            self._withdraw_pending(labels)
         return result
+
+    def _withdraw_pending(self, labels: tuple[str, str, str]) -> None:
+        """A run that ends with an approval still pending (stopped, failed, cancelled while it waited)
+        no longer waits for anyone: the gauge goes back down by what it counted for the run."""
+        book = getattr(workflow.instance(), "_book", None)
+        pending = len(book.pending()) if book is not None else 0
+        if pending:
+            self.metrics.approvals_pending.labels(labels[0], labels[2]).dec(pending)
 
 
 def _run_labels() -> tuple[str, str, str]:

@@ -37,7 +37,10 @@ class AuditActivities:
         since = last.started_at - timedelta(minutes=inp.overlap_minutes) if last else None
         exporter = AuditExporter(activity.client(), self.db_url, self.ring, witness_queue=activity.info().task_queue)
         report = await exporter.export(since=since, by=SCHEDULED_BY, progress=activity.heartbeat)
-        return AuditPassResult(job_id=report.job_id, runs_changed=report.runs_changed, records=report.records, errors=report.errors)
+        return AuditPassResult(
+            job_id=report.job_id, runs_changed=report.runs_changed, records=report.records, errors=report.errors,
+            queues_without_workers=report.queues_without_workers,
+        )  # fmt: skip
 
     @activity.defn(name="enforce_audit_retention")
     async def enforce_audit_retention(self, inp: AuditPassInput) -> list[str]:

@@ -24,6 +24,9 @@ from typing import Callable
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.common import WorkflowIDReusePolicy
 
 from activities.audit.chain import GENESIS, anchor_mac, canonical, link, run_ref, utc, witness_mac, witness_scope
@@ -54,6 +57,8 @@ class ExportReport:
     """Runs found unreadable on this pass (recorded once as a gap; `audit verify` reports them)."""
     witnessed: int = 0
     """Chain heads this pass sent to the witness."""
+    queues_without_workers: dict[str, int] = field(default_factory=dict)
+    """Task queues with running agent runs that no worker polls, and how many runs wait there."""
 
 
 def record_row(run_pk: int, seq: int, record: AuditRecord, ring: KeyRing, run: str, prev_hash: str) -> AuditRecordRow:
@@ -97,6 +102,10 @@ class AuditExporter:
         )  # fmt: skip
         executions = [e async for e in self.client.list_workflows(query)]
         executions.sort(key=lambda e: e.start_time)
+        try:
+            report.queues_without_workers = await self._queues_without_workers(executions)
+        except Exception as err:  # a check for operators: it never holds up the export
+            log.warning("audit export: could not check the task queues' pollers: %s", err)
         done: set[tuple[str, str]] = set()
         for e in executions:
             if (e.id, e.run_id) in done:
@@ -128,6 +137,23 @@ class AuditExporter:
         await asyncio.to_thread(self._close_job, report)
         log.info("audit export %d: %d runs seen, %d changed, %d records", report.job_id, report.runs_seen, report.runs_changed, report.records)
         return report
+
+    async def _queues_without_workers(self, executions: list) -> dict[str, int]:
+        """Running runs per task queue whose queue no worker polls (a worker never deployed, or down)."""
+        waiting: dict[str, int] = {}
+        for e in executions:
+            if e.status == WorkflowExecutionStatus.RUNNING and e.task_queue:
+                waiting[e.task_queue] = waiting.get(e.task_queue, 0) + 1
+        out = {}
+        for queue, runs in waiting.items():
+            described = await self.client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=self.client.namespace, task_queue=TaskQueue(name=queue), task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+                )
+            )
+            if not described.pollers:
+                out[queue] = runs
+        return out
 
     def _open_job(self, by: str) -> int:
         with Session(self.engine) as s:
