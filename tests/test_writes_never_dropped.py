@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -20,7 +21,7 @@ from activities.keys import KeyRing
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.notify import read_outbox
 from activities.tools import catalog
-from activities.tools.it_desk_activities import Ticket
+from activities.tools.it_desk_activities import ItDeskActivities, Ticket
 from aifactory.client import RunFailed
 from contracts import search
 from tests.support.harness import factory_with, replay
@@ -99,7 +100,15 @@ async def test_an_operator_gives_up_a_stuck_write_with_a_reason_and_the_model_is
 
 @pytest.mark.slow
 @pytest.mark.postgres
-async def test_a_minute_without_the_store_ends_with_exactly_one_ticket(client, pg_url):
+async def test_a_minute_without_the_store_ends_with_exactly_one_ticket(client, pg_url, monkeypatch):
+    # The ticket write takes a second before it reaches the store, so the outage below catches it in flight.
+    original = ItDeskActivities._create
+
+    def slow_create(self, ctx, args):
+        time.sleep(1.0)
+        return original(self, ctx, args)
+
+    monkeypatch.setattr(ItDeskActivities, "_create", slow_create)
     target = urlsplit(pg_url)
     with CuttableProxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
         via_proxy = pg_url.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
@@ -118,7 +127,12 @@ async def test_a_minute_without_the_store_ends_with_exactly_one_ticket(client, p
             except RunFailed as e:  # it may not complete without its ticket; failing is not completing
                 pytest.fail(f"the run failed: {e}")
             state = (await run.status()).state.value
+            history = await run.handle.fetch_history()
             await replay(run.handle)
+    scheduled = {e.event_id for e in history.events if e.activity_task_scheduled_event_attributes.activity_type.name == "create_ticket"}
+    attempts = [e.activity_task_started_event_attributes.attempt for e in history.events
+                if e.HasField("activity_task_started_event_attributes") and e.activity_task_started_event_attributes.scheduled_event_id in scheduled]  # fmt: skip
+    assert max(attempts) >= 2, "the outage caught the ticket write: it was retried"
     assert state == "completed" and len(tickets(pg_url)) == 1
     assert [t.tool for t in result.tool_calls if t.outcome.value == "ok"] == ["lookup_requester", "create_ticket"]
 
