@@ -48,7 +48,11 @@ class Admissions:
         except ReleaseRefused as e:
             return RunAdmitted(refused=StartRefusal(type=e.type, message=e.message))
         spec = release.spec
-        switch = active_switch(self.db_url, spec.name, ask.tenant)
+        try:  # the directory decides whether a lift counts without proof
+            directory = self.policies.policy_set(spec.policy).directory
+        except ApplicationError:
+            directory = None
+        switch = active_switch(self.db_url, spec.name, ask.tenant, directory)
         if switch is not None:
             return RunAdmitted(release=release.pinned(), refused=StartRefusal(type=E.RUN_STOPPED, message=f"refused at start: {switch.describe()}"))
         if spec.envelope is not None:

@@ -17,7 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from contracts.errors import POLICY_FILE_ERROR
-from contracts.policy import PolicySet
+from contracts.policy import Directory, PolicySet
 from policies.loader import PolicyFileError, PolicyStore
 
 log = logging.getLogger("aifactory.policy")
@@ -37,6 +37,12 @@ class PolicyActivities:
             log.warning("policy bundle %r cannot be used: %s", name, e)
             message = str(e).replace(f"{self.store.root}{os.sep}", "").replace(str(self.store.root), "policies")
             raise ApplicationError(message, type=POLICY_FILE_ERROR, non_retryable=True) from None
+
+    @activity.defn(name="resolve_directory")
+    async def resolve_directory(self, name: str) -> Directory:
+        """The approver directory as this worker has it now (with the keys and revocations since the run
+        began): a run reads it to check a decision's signature and its signer's standing."""
+        return self.policy_set(name).directory
 
     @activity.defn(name="resolve_policy")
     async def resolve_policy(self, name: str) -> PolicySet:

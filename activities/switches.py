@@ -11,13 +11,20 @@ in flight.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timezone
+from typing import Callable
 
 from sqlmodel import Field, Session, SQLModel, or_, select
 from temporalio import activity
 
 from activities.db import engine_for
 from contracts.control import KillSwitchState, SwitchQuery, SwitchScope
+from contracts.policy import Directory
+from contracts.signing import SWITCH_LIFT, Signature, switch_body
+from policies.signatures import refusal
+
+log = logging.getLogger("aifactory.switches")
 
 
 class KillSwitch(SQLModel, table=True):
@@ -41,6 +48,16 @@ class KillSwitch(SQLModel, table=True):
         )  # fmt: skip
 
 
+class SwitchLiftProof(SQLModel, table=True):
+    """Who lifted a switch, with their signature: a lift without valid proof does not count."""
+
+    __tablename__ = "kill_switch_lift_proof"
+
+    switch_id: int = Field(primary_key=True, foreign_key="kill_switch.id")
+    signature: str
+    """The `Signature` as JSON, over `switch_body(scope, target, reason)` for run id `switch/<id>`."""
+
+
 class SwitchError(ValueError):
     """A switch request that cannot be carried out; the message says why."""
 
@@ -53,6 +70,11 @@ def _on(s: Session, scope: SwitchScope, target: str) -> list[KillSwitch]:
     """The switches on for exactly this scope and target (`all` has no target)."""
     target = "" if scope is SwitchScope.ALL else target
     return list(s.exec(select(KillSwitch).where(KillSwitch.scope == scope.value, KillSwitch.target == target, KillSwitch.lifted_at == None)).all())  # noqa: E711
+
+
+def _lifted(s: Session, scope: SwitchScope, target: str) -> list[KillSwitch]:
+    target = "" if scope is SwitchScope.ALL else target
+    return list(s.exec(select(KillSwitch).where(KillSwitch.scope == scope.value, KillSwitch.target == target, KillSwitch.lifted_at != None)))  # noqa: E711
 
 
 def set_switch(db_url: str, scope: SwitchScope, target: str, *, reason: str, by: str) -> KillSwitchState:
@@ -71,34 +93,59 @@ def set_switch(db_url: str, scope: SwitchScope, target: str, *, reason: str, by:
         return row.state()
 
 
-def lift_switch(db_url: str, scope: SwitchScope, target: str, *, reason: str, by: str) -> list[KillSwitchState]:
-    """Lift the switch on this scope and target; returns what was lifted (nothing if none was on)."""
+def lift_switch(
+    db_url: str, scope: SwitchScope, target: str, *, reason: str, by: str, sign: Callable[[int], Signature | None] | None = None
+) -> list[KillSwitchState]:
+    """Lift the switch on this scope and target; returns what was lifted (nothing if none was on).
+
+    `sign(switch_id)` gives the lifter's signature over the lift (`contracts.signing.SWITCH_LIFT`);
+    a worker honours a lift only with valid proof when its directory requires signatures."""
     with Session(engine_for(db_url)) as s:
-        rows = _on(s, scope, target)
+        # The switches on, and those "lifted" with no proof of who did (a lift written by hand): a signed
+        # lift now makes them lifted for good.
+        unproven = [r for r in _lifted(s, scope, target) if s.get(SwitchLiftProof, r.id) is None] if sign is not None else []
+        rows = _on(s, scope, target) + unproven
         lifted = [r.state() for r in rows]
         for r in rows:
             r.lifted_by, r.lifted_at, r.lift_reason = by.strip(), _now(), reason.strip() or None
             s.add(r)
+            proof = sign(r.id) if sign is not None and r.id is not None else None
+            if proof is not None:
+                s.merge(SwitchLiftProof(switch_id=r.id, signature=proof.model_dump_json()))
         s.commit()
         return lifted
 
 
-def active_switch(db_url: str, agent: str, tenant: str) -> KillSwitchState | None:
-    """The switch that stops runs of `agent` for `tenant`, if one is on (the oldest)."""
+def lift_refusal(row: KillSwitch, proof: SwitchLiftProof | None, directory: Directory) -> str | None:
+    """Why a lift does not count (no proof, or proof that does not hold), or None when it does."""
+    sig = Signature.model_validate_json(proof.signature) if proof is not None else None
+    lifted_at = row.lifted_at.replace(tzinfo=timezone.utc) if row.lifted_at and row.lifted_at.tzinfo is None else row.lifted_at
+    body = switch_body(row.scope, row.target, row.lift_reason or "")
+    return refusal(directory, SWITCH_LIFT, f"switch/{row.id}", row.lifted_by or "", body, sig, lifted_at or _now(), [])
+
+
+def active_switch(db_url: str, agent: str, tenant: str, directory: Directory | None = None) -> KillSwitchState | None:
+    """The switch that stops runs of `agent` for `tenant`, if one is on (the oldest).
+
+    Given the approver directory (a worker admitting a run), a switch whose lift carries no valid
+    proof of who lifted it is still on: a lift written into the store by hand does not count."""
     with Session(engine_for(db_url)) as s:
-        row = s.exec(
-            select(KillSwitch)
-            .where(KillSwitch.lifted_at == None)  # noqa: E711
-            .where(
-                or_(
-                    KillSwitch.scope == SwitchScope.ALL.value,
-                    (KillSwitch.scope == SwitchScope.AGENT.value) & (KillSwitch.target == agent),
-                    (KillSwitch.scope == SwitchScope.TENANT.value) & (KillSwitch.target == tenant),
-                )
-            )
-            .order_by(KillSwitch.id)
-        ).first()
-        return row.state() if row else None
+        scope = or_(
+            KillSwitch.scope == SwitchScope.ALL.value,
+            (KillSwitch.scope == SwitchScope.AGENT.value) & (KillSwitch.target == agent),
+            (KillSwitch.scope == SwitchScope.TENANT.value) & (KillSwitch.target == tenant),
+        )
+        row = s.exec(select(KillSwitch).where(KillSwitch.lifted_at == None).where(scope).order_by(KillSwitch.id)).first()  # noqa: E711
+        if row is not None:
+            return row.state()
+        if directory is None or not directory.require_signatures:
+            return None
+        for lifted in s.exec(select(KillSwitch).where(KillSwitch.lifted_at != None).where(scope).order_by(KillSwitch.id)):  # noqa: E711
+            problem = lift_refusal(lifted, s.get(SwitchLiftProof, lifted.id), directory)
+            if problem is not None:
+                log.warning("kill switch #%s counts as on: its lift by %s does not hold (%s)", lifted.id, lifted.lifted_by, problem)
+                return lifted.state()
+        return None
 
 
 def switch_history(db_url: str, *, on_only: bool = False) -> list[KillSwitch]:

@@ -20,6 +20,7 @@ Not workflow-safe.
     aifactory kill|unkill AGENT|--tenant T|--all --reason R --as P   kill switches (see aifactory.control_cli)
     aifactory switches                   every kill switch set, who, when, why
     aifactory envelope status|raise|stop cost envelopes (see aifactory.control_cli)
+    aifactory keys init|show|revoke --as P   your signing key for decisions (see aifactory.keys_cli)
     aifactory gateway [--host H] [--port P]      the HTTP gateway for business systems (see aifactory.gateway.cli)
     aifactory gateway keys create|list|revoke    its API keys
 
@@ -45,7 +46,7 @@ from typing import Any
 
 from temporalio.service import RPCError, RPCStatusCode
 
-from aifactory import audit_cli, control_cli, model_cli
+from aifactory import audit_cli, control_cli, keys_cli, model_cli
 from aifactory.gateway import cli as gateway_cli
 from workers.local_model import ModelInstallError
 from activities.releases.gate import check_agent, check_all
@@ -53,6 +54,7 @@ from aifactory.client import AgentNotAdmitted, ApprovalRefused, FactoryClient, R
 from activities.switches import SwitchError
 from activities.releases.loader import AgentNotFound, discover, find_agent
 from activities.keys import KeyRingError
+from aifactory.signing import SigningKeyError
 from aifactory.stack_lock import StackRunning
 from contracts.visibility import QueryValueRejected
 from workers.runtime import command_runtime
@@ -390,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cli.add_parsers(sub)
     model_cli.add_parsers(sub)
     control_cli.add_parsers(sub)
+    keys_cli.add_parsers(sub)
     gateway_cli.add_parsers(sub)
     return p
 
@@ -414,6 +417,7 @@ def _run(args: argparse.Namespace) -> int:
         "model": model_cli.cmd_model, "eval": model_cli.cmd_eval,
         "kill": control_cli.cmd_kill, "unkill": control_cli.cmd_kill, "switches": control_cli.cmd_switches,
         "envelope": control_cli.cmd_envelope, "tool": control_cli.cmd_tool, "gateway": gateway_cli.cmd_gateway,
+        "keys": keys_cli.cmd_keys,
     }  # fmt: skip
     # Every outcome is handled here, so no exception (and none of the clients its frames hold)
     # is still alive when `main` lets go of the command's runtime.
@@ -426,7 +430,8 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.flush()  # a reader that went away shows here, not as an error at exit
         return int(result or 0)
     except (CliError, audit_cli.AuditCliError, model_cli.ModelCliError, control_cli.ControlCliError, ModelInstallError, RunRefused, SwitchError, KeyRingError, RunInputRejected,
-            AgentNotAdmitted, AgentNotFound, FactoryHomeNotFound, StackRunning, QueryValueRejected, gateway_cli.GatewayCliError) as e:
+            AgentNotAdmitted, AgentNotFound, FactoryHomeNotFound, StackRunning, QueryValueRejected, gateway_cli.GatewayCliError,
+            keys_cli.KeysCliError, SigningKeyError) as e:
         print(f"aifactory {args.command}: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # before ConnectionError, its base class: the reader left, not the server

@@ -38,7 +38,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.releases.gate import check_agent
 from activities.releases.loader import AgentNotFound, find_agent
 from activities.releases.registry import ReleaseRefused, ReleaseRegistry
+from aifactory.signing import Signer, signing_folders
 from contracts import search
+from contracts import signing as S
 from contracts import visibility as V
 from contracts.agent import AgentRelease, Envelope
 from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, Verdict
@@ -134,7 +136,7 @@ class RunHandle:
 class FactoryClient:
     def __init__(
         self, client: Client, agents_dir: Path | None = None, *, evaluation_gate: bool = True, db_url: str | None = None,
-        releases: ReleaseRegistry | None = None, task_queue: str = "aifactory-agents",
+        releases: ReleaseRegistry | None = None, task_queue: str = "aifactory-agents", signer: Signer | None = None,
     ) -> None:  # fmt: skip
         self.client = client
         self.agents_dir = agents_dir
@@ -149,6 +151,10 @@ class FactoryClient:
         checked against these instead of the agents folder."""
         self.task_queue = task_queue
         """Where runs start when the client cannot see the agent's spec (its `task_queue` otherwise)."""
+        self.signer = signer
+        """Signs the decisions this client sends (approvals, stops, budget and tool decisions): people's
+        own keys, or a service's key for the people it acts for. None: decisions go unsigned (refused
+        by runs unless the directory says `require_signatures: false`)."""
         self._admitted: dict[str, tuple[tuple, AgentRelease]] = {}
 
     @classmethod
@@ -162,7 +168,8 @@ class FactoryClient:
         if ring is not None:
             await asyncio.to_thread(check_codec_keys, db_url, ring)
         agents = settings.agents_dir if settings.agents_dir.is_dir() else None
-        return cls(await connect(settings), agents, db_url=db_url, task_queue=settings.task_queue)
+        signer = Signer.from_folders(*signing_folders(settings))
+        return cls(await connect(settings), agents, db_url=db_url, task_queue=settings.task_queue, signer=signer)
 
     async def __aenter__(self) -> "FactoryClient":
         return self
@@ -283,13 +290,24 @@ class FactoryClient:
 
     # -- approvals ---------------------------------------------------------------------------
 
+    def _sign(self, kind: str, run_id: str, person: str, body: dict, evidence: str | None = None):
+        return self.signer.sign(kind, run_id, person, body, evidence=evidence) if self.signer is not None else None
+
     async def decide(
-        self, workflow_id: str, person: str, verdict: Verdict | str, note: str | None = None, request_id: str | None = None
+        self, workflow_id: str, person: str, verdict: Verdict | str, note: str | None = None, request_id: str | None = None,
+        *, evidence: str | None = None,
     ) -> DecisionAnswer:
-        """Approve or reject a pending request; the run answers synchronously, refusals raise `ApprovalRefused`."""
+        """Approve or reject a pending request, signed with `person`'s key (or this client's service key,
+        naming `evidence`); the run answers synchronously, refusals raise `ApprovalRefused`."""
         handle = self.client.get_workflow_handle(workflow_id)
-        decision = ApprovalDecision(approver=person, note=note, request_id=request_id, verdict=Verdict(verdict))
         try:
+            if request_id is None and self.signer is not None:  # a signature binds the decision to one request
+                ledger = await handle.query("approvals", result_type=ApprovalLedger)
+                pending = [r for r in ledger.requests if r.status.value == "pending"]
+                request_id = pending[0].id if pending else (ledger.requests[-1].id if ledger.requests else None)
+            decision = ApprovalDecision(approver=person, note=note, request_id=request_id, verdict=Verdict(verdict))
+            body = S.approval_body(decision.request_id, decision.verdict.value, decision.note)
+            decision.signature = self._sign(S.APPROVAL, workflow_id, person, body, evidence)
             return await handle.execute_update("decide_approval", decision, result_type=DecisionAnswer)
         except RPCError as e:
             if e.status is RPCStatusCode.NOT_FOUND:
@@ -321,7 +339,8 @@ class FactoryClient:
         """Retry now (`retry`), or give up (`give_up`, with a reason), the call a run waits on an operator for."""
         handle = self.client.get_workflow_handle(workflow_id)
         try:
-            return await handle.execute_update("resolve_tool", ToolResolution(action=action, by=by, reason=reason), result_type=StopAnswer)
+            resolution = ToolResolution(action=action, by=by, reason=reason, signature=self._sign(S.TOOL, workflow_id, by, S.tool_body(action, reason)))
+            return await handle.execute_update("resolve_tool", resolution, result_type=StopAnswer)
         except RPCError as e:
             if e.status is RPCStatusCode.NOT_FOUND:
                 raise RunRefused(f"run {workflow_id} is not running ({e.message})") from None
@@ -369,7 +388,8 @@ class FactoryClient:
                     pending = (await handle.describe()).raw_description.pending_workflow_task
                     if pending.attempt >= WEDGED_ATTEMPTS:
                         return await terminate(wid, f"its workflow task failed {pending.attempt - 1} times, so it cannot take a stop order")
-                    answer = await handle.execute_update("stop", order, result_type=StopAnswer, rpc_timeout=timedelta(seconds=15))
+                    signed = order.model_copy(update={"signature": self._sign(S.STOP, wid, by, S.stop_body(reason, switch.id))})
+                    answer = await handle.execute_update("stop", signed, result_type=StopAnswer, rpc_timeout=timedelta(seconds=15))
                     if answer.acknowledged:
                         report.stopped.append(wid)
                 except RPCError as e:
@@ -399,7 +419,12 @@ class FactoryClient:
         if self.db_url is None:
             raise RunRefused("kill switches need the factory's SQL store (AIFACTORY_DB_URL)")
         running_runs_query(agent=target if scope is SwitchScope.AGENT else None, tenant=target if scope is SwitchScope.TENANT else None)
-        return await asyncio.to_thread(lift_switch, self.db_url, scope, target, reason=reason, by=by)
+        stored_target = "" if scope is SwitchScope.ALL else target
+
+        def sign(switch_id: int):  # proof of who lifted it: a worker honours no lift without it
+            return self._sign(S.SWITCH_LIFT, f"switch/{switch_id}", by.strip(), S.switch_body(scope.value, stored_target, reason.strip()))
+
+        return await asyncio.to_thread(lambda: lift_switch(self.db_url, scope, target, reason=reason, by=by, sign=sign))
 
     # -- cost envelopes --------------------------------------------------------------------
 
@@ -429,7 +454,8 @@ class FactoryClient:
             handle = self.client.get_workflow_handle(wf.id)
             status = await handle.query("status", result_type=RunStatus)
             if status.state.value == "awaiting_budget":
-                answer = await handle.execute_update("budget_decision", decision, result_type=StopAnswer)
+                signed = decision.model_copy(update={"signature": self._sign(S.BUDGET, wf.id, decision.by, S.budget_body(decision.action, decision.note))})
+                answer = await handle.execute_update("budget_decision", signed, result_type=StopAnswer)
                 if answer.acknowledged:
                     taken.append(wf.id)
         return taken

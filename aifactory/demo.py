@@ -12,6 +12,8 @@ import time
 
 from activities.model.endpoints import EndpointRegistry
 from aifactory.client import FactoryClient, RunFailed
+from aifactory.keys_cli import init_key
+from aifactory.signing import Signer
 from activities.releases.loader import find_agent
 from aifactory.stack import SCRIPTED_NOTE, factory_stack, model_choice
 from workers.local_model import MODEL_NAME
@@ -22,10 +24,11 @@ async def run_demo(settings: Settings, *, model: str = "auto", agent: str = "it-
     chosen = model_choice(model, EndpointRegistry())
     first = {"scripted": SCRIPTED_NOTE, "local": f"local {MODEL_NAME}, verified, served by llama.cpp"}.get(chosen, "the configured endpoint")
     print(f"AI Factory demo · agent {agent} · model: {first}", flush=True)
-    async with factory_stack(settings, model=model) as stack:
+    signer = demo_signer(settings)
+    async with factory_stack(settings, model=model, key_overlay=True) as stack:
         if chosen == "local":
             print(f"model: {stack.model_note}", flush=True)
-        factory = FactoryClient(stack.client, settings.agents_dir)
+        factory = FactoryClient(stack.client, settings.agents_dir, signer=signer)
         release = factory.release(agent)
         loaded_samples = find_agent(settings.agents_dir, agent).samples
         if not loaded_samples:
@@ -84,6 +87,15 @@ async def export_to_audit(client, settings: Settings, workflow_ids: list[str]) -
 
 
 DEMO_APPROVER = "maria.keller"
+
+
+def demo_signer(settings: Settings) -> Signer:
+    """The demo plays a desk lead, so it signs as one: a key of its own for that person, kept in the
+    factory home (never the user's config folder) and registered in the home's directory keys."""
+    folder = settings.home / "keys" / "people"
+    if not (folder / f"{DEMO_APPROVER}.json").exists():
+        init_key(settings, DEMO_APPROVER, days=365, folder=folder)
+    return Signer.from_folders(folder)
 
 
 async def approve_like_an_operator(factory: FactoryClient, workflow_ids: list[str], timeout: float = 900.0) -> None:

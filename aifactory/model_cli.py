@@ -86,9 +86,12 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     quiet = args.json
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if quiet else (lambda m: print(m, flush=True))  # noqa: E731
     try:
-        async with factory_stack(settings, model=model, say=say, profile=profile, evaluation_gate=False) as stack:
+        from aifactory.demo import demo_signer
+
+        signer = demo_signer(settings)  # the evaluation approves as a desk lead, as the demo does
+        async with factory_stack(settings, model=model, say=say, profile=profile, evaluation_gate=False, key_overlay=True) as stack:
             say(f"evaluating {args.agent} on {len(cases.cases)} cases · model: {stack.model_note}")
-            factory = FactoryClient(stack.client, settings.agents_dir, evaluation_gate=False)
+            factory = FactoryClient(stack.client, settings.agents_dir, evaluation_gate=False, signer=signer)
             report = await evaluate(factory, args.agent, cases, stack.model_note, concurrency=args.concurrency, say=say)
     except EndpointNotConfigured as e:
         raise ModelCliError(str(e)) from None

@@ -23,7 +23,10 @@ from temporalio.worker import Worker
 from activities.audit.activity import AuditActivities
 from activities.keys import KeyRingError
 from activities.model.endpoints import Endpoint, EndpointNotConfigured, EndpointRegistry
+from activities.policy import PolicyActivities
 from activities.releases.registry import ReleaseRegistry
+from aifactory.keys_cli import directory_overlay
+from policies.loader import PolicyStore
 from contracts import visibility as V
 from activities.tools.it_desk_activities import seed_directory
 from aifactory.scripted_triage import triage_model
@@ -103,7 +106,7 @@ def seed_reference_data(settings: Settings) -> int:
 @contextlib.asynccontextmanager
 async def factory_stack(
     settings: Settings, *, model: str = "auto", run_worker: bool = True, start_server: bool = True, say: Callable[[str], None] = say_now,
-    profile: str = "default", evaluation_gate: bool = True,
+    profile: str = "default", evaluation_gate: bool = True, key_overlay: bool | None = None,
 ) -> AsyncIterator[Stack]:
     """Dev server (embedded), worker and model. `profile` names the endpoint profile that serves the
     agents' `default` one when the model is an endpoint (`aifactory eval --model PROFILE`). The worker
@@ -174,6 +177,8 @@ async def factory_stack(
             if not releases.agents():
                 say(f"no agent in {settings.agents_dir} passes the admission gate: this worker will refuse every run (`aifactory check`)")
             parts = WorkerParts(db_url=settings.db_url, releases=releases, endpoints=endpoints, audit=audit, metrics=metrics)
+            if settings.embedded if key_overlay is None else key_overlay:  # the keys registered in this factory home
+                parts.policies = PolicyActivities(PolicyStore(overlay=directory_overlay(settings.home)))
             worker = build_worker(client, settings.task_queue, parts)
             if audit is not None:
                 await ensure_audit_schedule(client, settings.task_queue)

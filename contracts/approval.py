@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from contracts.policy import ApprovalSpec
+from contracts.signing import Signature
 
 
 class Verdict(StrEnum):
@@ -95,3 +96,6 @@ class ApprovalDecision(BaseModel):
     """Which request (default: the one pending now)."""
     verdict: Verdict = Verdict.APPROVE
     """Only read by the update; the signal name gives the verdict."""
+    signature: Signature | None = None
+    """Proof that `approver` made this decision (`contracts.signing`); runs refuse unsigned ones
+    unless the directory says `require_signatures: false`."""

@@ -109,6 +109,8 @@ class AuditRecord(BaseModel):
     """run_started: the tenant the run belongs to."""
     run_key: str | None = None
     """run_started: the run's business key within the tenant."""
+    signer: str | None = None
+    """Decisions: whose key signed it (the person, or a service acting for them); None when unsigned."""
 
 
 #: The workflow type that keeps the chain heads (`workflows.audit_witness`); one workflow per store and UTC day.

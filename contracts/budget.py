@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from contracts.signing import Signature
+
 #: Alert thresholds, as a share of the envelope; each fires once per period.
 ALERT_THRESHOLDS = (50, 80, 100)
 
@@ -45,3 +47,5 @@ class BudgetDecision(BaseModel):
     action: Literal["resume", "stop"]
     """`resume` after raising the envelope (`aifactory envelope raise`), or `stop` the run."""
     note: str = ""
+    signature: Signature | None = None
+    """Proof that `by` made this decision."""

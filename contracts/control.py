@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from contracts.agent import PinnedRelease
 from contracts.policy import PolicySet
+from contracts.signing import Signature
 
 
 class SwitchScope(StrEnum):
@@ -103,6 +104,8 @@ class ToolResolution(BaseModel):
     """The operator (person id)."""
     reason: str = ""
     """Why; required to give up."""
+    signature: Signature | None = None
+    """Proof that `by` made this decision."""
 
 
 class StopOrder(BaseModel):
@@ -113,6 +116,8 @@ class StopOrder(BaseModel):
     reason: str
     switch_id: int | None = None
     """The kill switch this stop belongs to, if any."""
+    signature: Signature | None = None
+    """Proof that `by` gave this order."""
 
 
 class StopAnswer(BaseModel):

@@ -7,7 +7,7 @@ bundle authors (`policies/bundles/*.yaml`).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -107,18 +107,41 @@ class PolicyBundle(_Strict):
         return self
 
 
+class PersonKey(_Strict):
+    """A public key a person (or service) signs decisions with (`aifactory keys init` prints the entry)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$")
+    """The key's id, named in every signature made with it."""
+    public_key: str
+    """Ed25519 public key, raw 32 bytes, base64."""
+    valid_from: datetime | None = None
+    """Signatures made before this are refused."""
+    valid_until: datetime | None = None
+    """Signatures made (or checked) after this are refused: the key expired."""
+    revoked_at: datetime | None = None
+    """Set to revoke the key: nothing it signs counts from this moment on."""
+
+
 class Person(_Strict):
     id: str
     name: str
     tenants: list[str]
     """Tenants this person may decide for (`*` for all)."""
     groups: list[str] = Field(default_factory=list)
+    keys: list[PersonKey] = Field(default_factory=list)
+    """The keys this person signs decisions with."""
+    acts_for: list[str] = Field(default_factory=list)
+    """For a service (the Slack endpoint, the gateway): the people it may sign decisions for (`*`: anyone).
+    The decision is still checked as that person's (group, tenant, not the requester)."""
 
 
 class Directory(_Strict):
-    """Who is in which approver group; travels with the run next to the bundle."""
+    """Who is in which approver group, and their signing keys; travels with the run next to the bundle."""
 
     people: list[Person] = Field(default_factory=list)
+    require_signatures: bool = True
+    """Decisions count only when signed by a key in this directory. A deployment turns this off only
+    explicitly (`require_signatures: false`); the audit record says whether each decision was signed."""
     sha256: str = ""
 
     def person(self, person_id: str) -> Person | None:

@@ -75,6 +75,8 @@ class RunCarry(BaseModel):
     """The release the run was admitted under (None in carries recorded before workers resolved releases)."""
     lineage: str = ""
     """The run's first execution id: a carry is taken only by a continuation of that run."""
+    nonces: list[str] = Field(default_factory=list)
+    """Nonces of the signed decisions the run took (a replay is refused across continue-as-new too)."""
 
 
 class RunFailure(BaseModel):

@@ -90,6 +90,13 @@ class ApprovalBook:
             return no(f"{person} is not in approver group {req.group!r}" + (f" (or {', '.join(sorted(allowed - {req.group}))})" if len(allowed) > 1 else ""))
         return DecisionAnswer(accepted=True, request_id=req.id, status=RequestStatus.PENDING, reason="ok")
 
+    def refuse(self, request_id: str | None, person: str, verdict: Verdict, reason: str, now: datetime) -> DecisionAnswer:
+        """Record a decision that does not count for a reason found before the book was asked (its proof)."""
+        req = self.get(request_id)
+        rid = req.id if req else request_id
+        self.refusals.append(Refusal(request_id=rid, person=person, verdict=verdict, reason=reason, at=now))
+        return DecisionAnswer(accepted=False, request_id=rid, status=req.status if req else None, reason=reason)
+
     def decide(
         self, request_id: str | None, person: str, verdict: Verdict, note: str | None, now: datetime, directory: Directory
     ) -> DecisionAnswer:

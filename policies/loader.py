@@ -75,13 +75,35 @@ def load_bundle(path: Path) -> PolicyBundle:
     return bundle
 
 
-def load_directory(path: Path) -> Directory:
+def load_directory(path: Path, overlay: Path | None = None) -> Directory:
+    """The approver directory; `overlay` (an embedded factory's own key file) adds signing keys to its people."""
     data, digest = _read_yaml(path)
+    data = dict(data or {})
+    if overlay is not None and overlay.is_file():
+        extra, extra_digest = _read_yaml(overlay)
+        data["people"] = _with_keys(data.get("people") or [], (extra or {}).get("people") or [], overlay)
+        digest = hashlib.sha256((digest + extra_digest).encode()).hexdigest()
     try:
-        return Directory.model_validate({**(data or {}), "sha256": digest})
+        return Directory.model_validate({**data, "sha256": digest})
     except ValidationError as e:
         err = e.errors()[0]
         raise PolicyFileError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+
+
+def _with_keys(people: list[dict], extra: list[dict], overlay: Path) -> list[dict]:
+    """People with the keys `extra` lists for them (by id) added; an overlay adds keys, never people."""
+    by_id = {p.get("id"): {**p, "keys": list(p.get("keys") or [])} for p in people if isinstance(p, dict)}
+    for entry in extra:
+        person = by_id.get(entry.get("id")) if isinstance(entry, dict) else None
+        if person is None:
+            raise PolicyFileError(f"{overlay}: {entry!r}: keys for a person who is not in the directory")
+        known = {k.get("id"): i for i, k in enumerate(person["keys"])}
+        for key in entry.get("keys") or []:
+            if key.get("id") in known:
+                person["keys"][known[key["id"]]] = key  # a revocation updates the entry
+            else:
+                person["keys"].append(key)
+    return list(by_id.values())
 
 
 def check_groups(bundle: PolicyBundle, directory: Directory, path: Path) -> None:
@@ -98,13 +120,15 @@ def check_groups(bundle: PolicyBundle, directory: Directory, path: Path) -> None
 class PolicyStore:
     """Serves bundles by name; re-reads changed files and keeps the last good version of each."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, overlay: Path | None = None) -> None:
         self.root = root or policies_dir()
+        self.overlay = overlay
+        """An embedded factory's own signing keys for the directory's people (`aifactory keys init`)."""
         self._good: dict[str, tuple[tuple, PolicySet]] = {}
         self._lock = threading.Lock()
 
     def _stamp(self, name: str) -> tuple:
-        files = (self.root / "bundles" / f"{name}.yaml", self.root / "directory.yaml")
+        files = (self.root / "bundles" / f"{name}.yaml", self.root / "directory.yaml", *((self.overlay,) if self.overlay else ()))
         return tuple(f.stat().st_mtime_ns if f.exists() else 0 for f in files)
 
     def get(self, name: str) -> PolicySet:
@@ -116,7 +140,7 @@ class PolicyStore:
             path = self.root / "bundles" / f"{name}.yaml"
             try:
                 bundle = load_bundle(path)
-                directory = load_directory(self.root / "directory.yaml")
+                directory = load_directory(self.root / "directory.yaml", self.overlay)
                 check_groups(bundle, directory, path)
             except PolicyFileError as e:
                 if cached:

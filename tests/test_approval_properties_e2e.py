@@ -21,7 +21,7 @@ from aifactory.client import RunFailed
 from contracts.approval import ApprovalDecision, ApprovalLedger
 from contracts.tools import ToolOutcome
 from policies.loader import PolicyStore
-from tests.support.harness import FactoryUnderTest, seed_db, write_policy
+from tests.support.harness import FactoryUnderTest, seed_db, policies_with_keys, write_policy
 
 P1 = {"requester_email": "ana.silva@example.com", "category": "network", "priority": "P1", "summary": "Building B network outage"}
 TICKET = {"ticket_text": "Core switch in building B is down.", "requester_email": "ana.silva@example.com"}
@@ -71,19 +71,23 @@ async def drive(ts_env, fut: FactoryUnderTest, workers: Workers, steps) -> tuple
         if (await run.status()).approval is not None:
             break
         await asyncio.sleep(0.02)
-    async def send(verdict: str, person: str) -> None:
+    request_id = (await run.status()).approval.id if (await run.status()).approval else None
+
+    async def send(verdict: str, decision: ApprovalDecision) -> None:
         try:
-            await run.handle.signal(verdict, ApprovalDecision(approver=person, note="because"))
+            await run.handle.signal(verdict, decision)
         except RPCError as e:  # the run already finished: the server refuses a late decision
             assert e.status is RPCStatusCode.NOT_FOUND
 
     last = None
     for step in steps:
         if step[0] in ("approve", "reject"):
-            last = step
-            await send(*step)
-        elif step[0] == "duplicate" and last is not None:
+            # Signed by the person's own key, at the run's (skipped) time; mallory has no key: unsigned.
+            now = await ts_env.get_current_time()
+            last = (step[0], fut.signed(run.workflow_id, step[1], step[0], request_id, "because", now=now))
             await send(*last)
+        elif step[0] == "duplicate" and last is not None:
+            await send(*last)  # the very same signed decision again: a replay, refused
         elif step[0] == "timeout":
             await ts_env.sleep(timedelta(seconds=SLA + 1))
         elif step[0] == "restart":
@@ -106,7 +110,7 @@ async def test_no_run_acts_without_an_accepted_approval(ts_env, tmp_path_factory
     model = ScriptedModel(Turns([Reply.tool("create_ticket", P1), Reply.text(FINAL)]))
     with model.serve() as base_url:
         fut = FactoryUnderTest(ts_env.client, db_url, base_url, f"tq-{uuid.uuid4().hex[:10]}")
-        fut.parts.policies = PolicyActivities(PolicyStore(root))
+        fut.parts.policies = policies_with_keys(root)
         workers = Workers(fut)
         workers.start()
         try:

@@ -44,7 +44,8 @@ async def parked(run) -> None:
 
 async def test_spoofed_decisions_are_refused_and_on_record(client, db_url, tmp_path):
     root = write_policy(tmp_path / "pol", "chain", RULES, [("it-desk-leads", 120), ("it-managers", 120)])
-    model = ScriptedModel(Turns([Reply.tool("create_ticket", P1), Reply.text(DONE)]))
+    # The final answer takes a while, so the run is still open for the repeated decisions below.
+    model = ScriptedModel(Turns([Reply.tool("create_ticket", P1), Reply.text(DONE, delay=3.0)]))
     async with factory_with(client, db_url, model, policy_root=root) as f:
         run = await f.start(TICKET, policy="chain", requester="tom.becker")
         await parked(run)
@@ -53,7 +54,7 @@ async def test_spoofed_decisions_are_refused_and_on_record(client, db_url, tmp_p
             "omar.haddad": "may not decide for tenant 'acme'",            # another tenant
             "tom.becker": "requested this run and may not decide",        # the requester himself
             "sara.lind": "is not in approver group 'it-desk-leads'",      # outside the group (tier 1)
-            "mallory": "is not in the approver directory",                # nobody
+            "mallory": "unsigned: decisions must be signed",              # nobody: no key to sign with
         }  # fmt: skip
         for person, reason in attempts.items():
             with pytest.raises(ApprovalRefused, match=reason):

@@ -14,7 +14,6 @@ from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.notify import read_outbox
 from activities.tools.it_desk_activities import DirectoryPerson, Ticket
 from aifactory.client import RunFailed
-from contracts.approval import ApprovalDecision
 from contracts.tools import ToolOutcome
 from tests.support.harness import factory_with, replay, write_policy
 
@@ -78,7 +77,8 @@ async def test_an_approval_at_any_tier_resumes_the_run(ts_env, db_url, tmp_path,
             await ts_env.sleep(timedelta(seconds=CHAIN[0][1] + 1))
             request = await wait_for_request(run, tier)
             assert request.group == "it-managers"
-        await run.handle.signal("approve", ApprovalDecision(approver=approver, note="confirmed with the site"))
+        now = await ts_env.get_current_time()  # signed at the run's (skipped) time
+        await run.handle.signal("approve", f.signed(run.workflow_id, approver, "approve", request.id, "confirmed with the site", now=now))
         result = await run.result()
         await replay(run.handle)
     (request,) = result.approvals
@@ -94,8 +94,9 @@ async def test_a_rejection_is_a_denial_with_the_note(ts_env, db_url, tmp_path):
     model = ScriptedModel(Turns([Reply.tool("create_ticket", P1), Reply.text(NOT_OPENED)]))
     async with factory_with(ts_env.client, db_url, model, policy_root=root) as f:
         run = await f.start(TICKET, policy="chain", requester="tom.becker")
-        await wait_for_request(run)
-        await run.handle.signal("reject", ApprovalDecision(approver="maria.keller", note="it is a planned outage"))
+        request = await wait_for_request(run)
+        now = await ts_env.get_current_time()
+        await run.handle.signal("reject", f.signed(run.workflow_id, "maria.keller", "reject", request.id, "it is a planned outage", now=now))
         result = await run.result()
         await replay(run.handle)
     assert result.tool_calls[0].outcome is ToolOutcome.DENIED

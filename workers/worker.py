@@ -55,6 +55,7 @@ PASSTHROUGH_MODULES = (
     "rpds",
     "attrs",
     "attr",
+    "cryptography",
 )
 
 WORKFLOWS = [AgentWorkflow, AuditExportWorkflow, AuditWitnessWorkflow]
@@ -104,7 +105,7 @@ class WorkerParts:
         notify = NotifyActivities(self.db_url, self.webhook_url)
         switches = SwitchActivities(self.db_url)
         acts = [
-            model.call_model, admissions.admit_run_activity, self.policies.resolve_policy, switches.check_kill_switch, notify.send_notification,
+            model.call_model, admissions.admit_run_activity, self.policies.resolve_policy, self.policies.resolve_directory, switches.check_kill_switch, notify.send_notification,
             *desk.activities(), *self.extra_activities,
         ]  # fmt: skip
         if self.audit is not None:

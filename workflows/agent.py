@@ -40,7 +40,9 @@ with workflow.unsafe.imports_passed_through():
     from contracts.notify import Notification
     from contracts.policy import Directory, Outcome, PolicyDecision, PolicySet, SafeDefault, ToolCallFacts
     from contracts.tools import ToolCallRecord, ToolContext, ToolOutcome
+    from contracts import signing as S
     from policies.approvals import ApprovalBook, first_deadline
+    from policies.signatures import refusal as signature_refusal
     from policies.engine import evaluate
     from policies.grant import check_grant
 
@@ -61,6 +63,10 @@ ANSWER_NOW = (
 #: The worker resolves release, prompt, policy, envelope and kill switches (`admit_run`); histories
 #: recorded without the marker replay through the protocol their input recorded.
 WORKER_RESOLVES_PATCH = "worker-resolves-release"
+#: Patch id of signed decisions: from here on a decision counts only with valid proof of who made it.
+SIGNED_DECISIONS_PATCH = "signed-decisions-v1"
+#: Nonces of signed decisions a run remembers (a replay of any of them is refused).
+MAX_NONCES_KEPT = 1000
 #: Patch id of parking a run whose write or external tool ran out of retries (it went on before).
 WRITES_PARK_PATCH = "writes-park-v1"
 #: Patch id of the policy gate; runs started before it replay without the gate.
@@ -151,6 +157,7 @@ class AgentWorkflow:
         self._settled: list[ToolCallRecord] = list(carry.settled) if carry else []
         self._context_tokens = carry.context_tokens if carry else 0
         self._tier = carry.tier if carry else 0
+        self._nonces: list[str] = list(carry.nonces) if carry else []
         if carry is not None:
             self._memory = None
 
@@ -237,6 +244,9 @@ class AgentWorkflow:
             order, problem = self._one(args, StopOrder, "update stop")
             if problem is None and (not order.by.strip() or not order.reason.strip()):
                 problem = "update stop: a stop order needs the operator (by) and a reason"
+            if problem is None:
+                problem = await self._proof_refused(S.STOP, order.by.strip(), S.stop_body(order.reason, order.switch_id), order.signature)
+                problem = f"update stop: {problem}" if problem else None
             if problem is not None:
                 raise ApplicationError(problem, type=E.MESSAGE_REFUSED, non_retryable=True)
             return self._take_stop(order)
@@ -244,6 +254,9 @@ class AgentWorkflow:
             resolution, problem = self._one(args, ToolResolution, "update resolve_tool")
             if problem is None and not resolution.by.strip():
                 problem = "update resolve_tool: the operator (by) is required"
+            if problem is None:
+                proof = await self._proof_refused(S.TOOL, resolution.by.strip(), S.tool_body(resolution.action, resolution.reason), resolution.signature)
+                problem = f"update resolve_tool: {proof}" if proof else None
             if problem is not None:
                 raise ApplicationError(problem, type=E.MESSAGE_REFUSED, non_retryable=True)
             return self._take_resolution(resolution)
@@ -251,6 +264,9 @@ class AgentWorkflow:
             decision, problem = self._one(args, BudgetDecision, "update budget_decision")
             if problem is None and not decision.by.strip():
                 problem = "update budget_decision: a budget decision needs the operator (by)"
+            if problem is None:
+                proof = await self._proof_refused(S.BUDGET, decision.by.strip(), S.budget_body(decision.action, decision.note), decision.signature)
+                problem = f"update budget_decision: {proof}" if proof else None
             if problem is not None:
                 raise ApplicationError(problem, type=E.MESSAGE_REFUSED, non_retryable=True)
             return self._take_budget_decision(decision)
@@ -292,7 +308,19 @@ class AgentWorkflow:
 
     async def _decide(self, decision: ApprovalDecision, verdict: Verdict) -> DecisionAnswer:
         directory = self._policy.directory if self._policy else Directory()
-        answer = self._book.decide(decision.request_id, decision.approver.strip(), verdict, decision.note, workflow.now(), directory)
+        person = decision.approver.strip()
+        problem = None
+        if self._checks_signatures():
+            # The directory as it stands now (keys revoked since the run began count), and the proof first.
+            directory = await self._current_directory(directory)
+            body = S.approval_body(decision.request_id, verdict.value, decision.note)
+            problem = self._signature_problem(directory, S.APPROVAL, person, body, decision.signature)
+            if problem is None and decision.signature is not None and decision.request_id is None:
+                problem = "a signed decision must name its request (request_id)"
+        if problem is not None:
+            answer = self._book.refuse(decision.request_id, person, verdict, problem, workflow.now())
+        else:
+            answer = self._book.decide(decision.request_id, person, verdict, decision.note, workflow.now(), directory)
         if not answer.accepted:
             workflow.logger.warning("refused %s by %s: %s", verdict.value, decision.approver, answer.reason)
             await self._notify(
@@ -303,6 +331,35 @@ class AgentWorkflow:
                 details={"request": answer.request_id, "person": decision.approver, "verdict": verdict.value, "reason": answer.reason},
             )
         return answer
+
+    # -- proof of who decided ------------------------------------------------------------------
+
+    def _checks_signatures(self) -> bool:
+        """Decisions arriving from here on need proof (decisions recorded before the patch replay without)."""
+        return workflow.patched(SIGNED_DECISIONS_PATCH)
+
+    async def _current_directory(self, pinned: Directory) -> Directory:
+        policy = self._spec.policy if self._release is not None else None
+        if policy is None:
+            return pinned
+        return await workflow.execute_local_activity(
+            "resolve_directory", policy, result_type=Directory, start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=[E.POLICY_FILE_ERROR]),
+        )  # fmt: skip
+
+    def _signature_problem(self, directory: Directory, kind: str, person: str, body: dict, sig) -> str | None:
+        problem = signature_refusal(directory, kind, workflow.info().workflow_id, person, body, sig, workflow.now(), self._nonces)
+        if problem is None and sig is not None:
+            self._nonces.append(sig.nonce)
+            del self._nonces[:-MAX_NONCES_KEPT]
+        return problem
+
+    async def _proof_refused(self, kind: str, person: str, body: dict, sig) -> str | None:
+        """For an operator's order (stop, budget, tool): why its proof does not hold, if it does not."""
+        if not self._checks_signatures():
+            return None
+        directory = await self._current_directory(self._policy.directory if self._policy else Directory())
+        return self._signature_problem(directory, kind, person, body, sig)
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -1035,6 +1092,7 @@ class AgentWorkflow:
             tier=self._tier,
             release=PinnedRelease(spec=release.spec, prompt_sha256=release.prompt_sha256),
             lineage=workflow.info().first_execution_run_id,
+            nonces=self._nonces[-MAX_NONCES_KEPT:],
         )
         # The next execution gets what a start gets, plus the carry; the release text stays behind.
         workflow.continue_as_new(

@@ -308,7 +308,7 @@ class _Reader:
             return
         self.add(
             event, K.APPROVAL_ATTEMPT, person=d.approver, outcome=a.signal_name, note=d.note, request_id=d.request_id,
-            detail=f"signal {a.signal_name}{client}",
+            detail=f"signal {a.signal_name}{_proof(d.signature)}{client}", signer=_signer(d.signature),
         )  # fmt: skip
 
     async def update_accepted(self, event: HistoryEvent) -> None:
@@ -340,20 +340,22 @@ class _Reader:
             detail = f"update refused: {refused}" if refused else "update accepted"
             self.add(
                 event, K.APPROVAL_ATTEMPT, person=d.approver if d else None, outcome=d.verdict.value if d else "refused",
-                note=d.note if d else None, request_id=d.request_id if d else None, detail=detail + client,
+                note=d.note if d else None, request_id=d.request_id if d else None,
+                detail=detail + (_proof(d.signature) if d else "") + client, signer=_signer(d.signature) if d else None,
             )  # fmt: skip
         elif refused is not None:
-            self.add(event, K.MESSAGE_REFUSED, outcome=name, detail=f"{refused}{client}")
+            by = getattr(value, "by", None)
+            self.add(event, K.MESSAGE_REFUSED, outcome=name, person=by, detail=f"{refused}{client}", signer=_signer(getattr(value, "signature", None)))
         elif name == "stop":  # a kill switch: who threw it and why
             order: StopOrder = value
             switch = f"kill switch #{order.switch_id}: " if order.switch_id is not None else ""
-            self.add(event, K.KILLED, person=order.by, outcome="stop", detail=f"{switch}{order.reason}")
+            self.add(event, K.KILLED, person=order.by, outcome="stop", detail=f"{switch}{order.reason}{_proof(order.signature)}", signer=_signer(order.signature))
         elif name == "resolve_tool":
             tr: ToolResolution = value
-            self.add(event, K.TOOL_RESOLVED, person=tr.by, outcome=tr.action, note=tr.reason or None, detail=f"resolved{client}")
+            self.add(event, K.TOOL_RESOLVED, person=tr.by, outcome=tr.action, note=tr.reason or None, detail=f"resolved{_proof(tr.signature)}{client}", signer=_signer(tr.signature))
         elif name == "budget_decision":
             bd: BudgetDecision = value
-            self.add(event, K.BUDGET_DECISION, person=bd.by, outcome=bd.action, note=bd.note or None, detail="cost envelope spent")
+            self.add(event, K.BUDGET_DECISION, person=bd.by, outcome=bd.action, note=bd.note or None, detail=f"cost envelope spent{_proof(bd.signature)}", signer=_signer(bd.signature))
 
     async def closed_run(self, event: HistoryEvent, which: str) -> None:
         f = self.facts
@@ -398,6 +400,18 @@ class _Reader:
             a = event.workflow_execution_continued_as_new_event_attributes
             f.status, f.continued_to = "continued", a.new_execution_run_id
             self.add(event, K.RUN_CONTINUED, detail=f"continued as new execution {a.new_execution_run_id}", step=self.step)
+
+
+def _signer(sig) -> str | None:
+    """Who signed a decision (`signer`, for the record), or None when it came unsigned."""
+    return sig.signer if sig is not None else None
+
+
+def _proof(sig) -> str:
+    if sig is None:
+        return " · unsigned"
+    via = f" for the person, on {sig.evidence}" if sig.evidence else ""
+    return f" · signed by {sig.signer} (key {sig.key_id}){via}"
 
 
 def _local_activity_type(data) -> str | None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import json
 import signal
 import socket
@@ -120,6 +121,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from aifactory.client import FactoryClient
+    from aifactory.signing import Signer, signing_folders
     from aifactory.gateway.app import GatewayServer, create_app
     from aifactory.gateway.oidc import GatewayConfigError, JwtConfig, JwtVerifier
 
@@ -128,6 +130,13 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     except GatewayConfigError as e:
         raise GatewayCliError(str(e)) from None
     factory = await FactoryClient.connect(settings)
+    # Decisions made here are signed with the gateway's own key, for the authenticated caller's person;
+    # the directory names whom the service may act for (`acts_for`).
+    service = os.environ.get("AIFACTORY_GATEWAY_SIGNER") or "aifactory-gateway"
+    factory.signer = Signer.from_folders(*signing_folders(settings), service=service)
+    if service not in factory.signer.keys:
+        print(f"note: no signing key for {service!r} here (`aifactory keys init --as {service}`): decisions sent through "
+              "the gateway will be refused unless the directory says require_signatures: false", flush=True)  # fmt: skip
     app = create_app(factory, ApiKeyStore(settings.db_url), JwtVerifier(oidc) if oidc else None)
     sock = _listen(args.host, args.port)
     server = GatewayServer(app, log_level="info")

@@ -253,7 +253,7 @@ async def decide(factory: FactoryClient, caller: Caller, run: RunId, body: Decid
     if caller.person is None:
         raise Forbidden(f"{caller.name} acts for no person, and decisions are made by a person: use a key created with --person, or a token that names one")
     await existing(factory, run)
-    answer = await factory.decide(run.workflow_id, caller.person, body.verdict, body.note, body.request_id)
+    answer = await factory.decide(run.workflow_id, caller.person, body.verdict, body.note, body.request_id, evidence=f"gateway {caller.name}")
     return Decision(
         run_id=run.workflow_id, person=caller.person, accepted=answer.accepted, request_id=answer.request_id,
         status=answer.status, reason=answer.reason, duplicate=answer.duplicate,

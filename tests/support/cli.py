@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.support.harness import AGENTS, REPO
+from tests.support.harness import AGENTS, REPO, people_keys_dir
 
 AIFACTORY = str(Path(sys.executable).parent / "aifactory")
 
@@ -17,7 +17,8 @@ def cli_env(address: str, home: Path, **extra: str) -> dict[str, str]:
     """The environment of an operator's shell for the server at `address`: nothing of the test
     process's own factory settings, its state under `home`."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("AIFACTORY_", "TEMPORAL_"))}
-    environ.update(TEMPORAL_ADDRESS=address, AIFACTORY_HOME=str(home), AIFACTORY_AGENTS_DIR=str(AGENTS), **extra)
+    environ.update(TEMPORAL_ADDRESS=address, AIFACTORY_HOME=str(home), AIFACTORY_AGENTS_DIR=str(AGENTS),
+                   AIFACTORY_CONFIG_DIR=str(people_keys_dir()), **extra)  # fmt: skip
     return environ
 
 

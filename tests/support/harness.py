@@ -64,6 +64,58 @@ def agent_folder(root: Path, task_queue: str, **spec_changes: Any) -> Path:
     return root / "agents"
 
 
+@functools.lru_cache(maxsize=1)
+def people_keys() -> dict:
+    """A signing key for every person in the shipped directory, made once per test process."""
+    from aifactory.signing import generate
+
+    people = yaml_load(REPO / "policies" / "directory.yaml")["people"]
+    return {p["id"]: generate(p["id"], key_id=f"{p['id']}-test") for p in people}
+
+
+@functools.lru_cache(maxsize=1)
+def people_keys_dir() -> Path:
+    """The test people's private keys as `aifactory` finds them (`AIFACTORY_CONFIG_DIR=<this>`)."""
+    import tempfile
+
+    from aifactory.signing import save
+
+    root = Path(tempfile.mkdtemp(prefix="aif-keys-"))
+    for key in people_keys().values():
+        save(key, root / "keys")
+    return root
+
+
+@functools.lru_cache(maxsize=1)
+def directory_keys() -> Path:
+    """The test people's public keys, as the directory overlay every test worker reads."""
+    import tempfile
+
+    from aifactory.keys_cli import register
+
+    path = Path(tempfile.mkdtemp(prefix="aif-dir-")) / "directory.yaml"
+    for person, key in people_keys().items():
+        # Valid for a century: the time-skipping test server moves its clock years ahead over a session.
+        register(path, person, key.directory_entry(valid_days=36500))
+    return path
+
+
+def people_signer(*, service: str | None = None):
+    from aifactory.signing import Signer
+
+    return Signer(people_keys().values(), service=service)
+
+
+def policies_with_keys(root: Path | None = None) -> PolicyActivities:
+    return PolicyActivities(PolicyStore(root, overlay=directory_keys()))
+
+
+def yaml_load(path: Path):
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
 def seed_db(db_url: str) -> None:
     seed_directory(db_url, json.loads((AGENTS / "it-triage" / "directory.json").read_text()))
 
@@ -82,8 +134,8 @@ class FactoryUnderTest:
         endpoints = EndpointRegistry(env={})
         endpoints.register(Endpoint("default", base_url, api_key="sk-test-secret-never-in-history"))
         self.releases = ReleaseRegistry([shipped_triage()])
-        self.parts = WorkerParts(db_url=db_url, releases=self.releases, endpoints=endpoints)
-        self.factory = FactoryClient(client, AGENTS, releases=self.releases)
+        self.parts = WorkerParts(db_url=db_url, releases=self.releases, endpoints=endpoints, policies=policies_with_keys())
+        self.factory = FactoryClient(client, AGENTS, releases=self.releases, signer=people_signer())
 
     def worker(self, sandboxed: bool = True, **options):
         # Tests run the sandboxed runner: it catches nondeterminism that production workers,
@@ -105,6 +157,17 @@ class FactoryUnderTest:
             run_key=run_key or uuid.uuid4().hex[:12], requester=requester, history_budget_events=history_budget_events,
         )  # fmt: skip
 
+    def signed(
+        self, workflow_id: str, person: str, verdict: str = "approve", request_id: str | None = None, note: str | None = None, now=None
+    ):
+        """An approval decision signed with `person`'s test key, to send as a raw signal or update."""
+        from contracts import signing as S
+        from contracts.approval import ApprovalDecision
+
+        decision = ApprovalDecision(approver=person, verdict=verdict, request_id=request_id, note=note)
+        decision.signature = people_signer().sign(S.APPROVAL, workflow_id, person, S.approval_body(request_id, verdict, note), now=now)
+        return decision
+
     async def start(self, input: dict[str, Any], run_key: str | None = None, tenant: str = "acme", requester: str = "", **spec_changes: Any):
         return await self.factory.start_prepared(self.run_input(input, run_key, tenant, requester, **spec_changes))
 
@@ -112,12 +175,14 @@ class FactoryUnderTest:
 @contextlib.asynccontextmanager
 async def factory_with(
     client: Client, db_url: str, model: ScriptedModel, policy_root: Path | None = None, webhook_url: str | None = None,
-    task_queue: str | None = None, audit=None, metrics=None, **worker_options: Any,
+    task_queue: str | None = None, audit=None, metrics=None, policies: PolicyActivities | None = None, **worker_options: Any,
 ) -> AsyncIterator[FactoryUnderTest]:
     with model.serve() as base_url:
         fut = FactoryUnderTest(client, db_url, base_url, task_queue or f"tq-{uuid.uuid4().hex[:10]}")
         if policy_root is not None:
-            fut.parts.policies = PolicyActivities(PolicyStore(policy_root))
+            fut.parts.policies = policies_with_keys(policy_root)
+        if policies is not None:
+            fut.parts.policies = policies
         fut.parts.webhook_url = webhook_url
         fut.parts.audit = audit
         fut.parts.metrics = metrics
