@@ -28,7 +28,7 @@ from activities.model.scripted import Reply, ScriptedModel, Turns
 from aifactory.client import FactoryClient
 from aifactory.scripted_triage import triage_model
 from tests.support.cli import AIFACTORY, cli_env
-from tests.support.harness import AGENTS, REPO, factory_with, replay
+from tests.support.harness import AGENTS, REPO, factory_with, people_signer, replay
 from tests.test_approvals_devserver import parked
 from tests.test_cli_exit_codes import DONE, P1, TICKET, codec_env
 from workers.devserver import dev_server_args, free_port, port_open, temporal_cli, terminate
@@ -110,7 +110,7 @@ async def test_ctrl_c_on_dev_stops_it_cleanly_and_the_run_resumes(db_url, tmp_pa
     server.start()
     try:
         client = await connect(settings)
-        factory = FactoryClient(client, AGENTS)
+        factory = FactoryClient(client, AGENTS, signer=people_signer())
         async with factory_with(client, db_url, triage_model(), task_queue=settings.task_queue):
             await factory.decide(run.workflow_id, "maria.keller", "approve", note="after the restart")
             result = await factory.handle(run.workflow_id).result()
