@@ -16,7 +16,8 @@ from activities.switches import switch_history
 from aifactory.client import RunFailed, RunRefused
 from contracts.agent import Breakers
 from contracts.control import SwitchScope
-from tests.support.harness import factory_with, replay
+from contracts import signing as S
+from tests.support.harness import factory_with, people_signer, replay
 
 TICKET = {"ticket_text": "My laptop screen is flickering badly.", "requester_email": "ana.silva@example.com"}
 TOOLS = {"lookup_requester", "create_ticket"}
@@ -98,7 +99,8 @@ async def test_kill_switch_stops_fifty_runs_in_flight_and_refuses_new_ones(clien
         _, story = run_story(store, runs[0].workflow_id)
         killed = [r for r in story if r["kind"] == "killed"]
         assert len(killed) == 1 and killed[0]["person"] == "maria.keller"
-        assert killed[0]["detail"] == f"kill switch #{report.switch.id}: runaway lookups"
+        assert killed[0]["detail"] == f"kill switch #{report.switch.id}: runaway lookups · signed by maria.keller (key maria.keller-test)"
+        assert killed[0]["signer"] == "maria.keller"
         assert story[-1]["kind"] == "run_failed" and story[-1]["outcome"] == "RunStopped"
 
         # New starts are refused: by the client that sees the store, and by the run itself otherwise.
@@ -144,7 +146,9 @@ async def test_a_stopped_run_interrupts_its_slow_model_call_on_the_worker(client
         await asyncio.sleep(7)  # past the call's first heartbeat: the cancellation must ride on a later one
         loop = asyncio.get_running_loop()
         stopped_at = loop.time()
-        answer = await run.handle.execute_update("stop", StopOrder(by="maria.keller", reason="hung model"), result_type=StopAnswer)
+        order = StopOrder(by="maria.keller", reason="hung model")
+        order.signature = people_signer().sign(S.STOP, run.workflow_id, "maria.keller", S.stop_body(order.reason, None))
+        answer = await run.handle.execute_update("stop", order, result_type=StopAnswer)
         assert answer.acknowledged
         with pytest.raises(RunFailed, match="stopped by maria.keller: hung model"):
             await run.result()
