@@ -49,7 +49,7 @@ from activities.switches import active_switch, lift_switch, set_switch
 from activities.budget import BudgetLedger
 from contracts.budget import BudgetDecision
 from contracts.control import KillSwitchState, StopAnswer, StopOrder, SwitchScope, ToolResolution
-from contracts.errors import APPROVAL_REFUSED, RELEASE_UNKNOWN
+from contracts.errors import RELEASE_UNKNOWN
 from contracts.run import AgentRunInput, AgentRunResult, RunFailure, RunStatus, run_workflow_id
 from contracts.schema import schema_problems
 from policies.loader import policies_dir
@@ -309,15 +309,8 @@ class FactoryClient:
             body = S.approval_body(decision.request_id, decision.verdict.value, decision.note)
             decision.signature = self._sign(S.APPROVAL, workflow_id, person, body, evidence)
             return await handle.execute_update("decide_approval", decision, result_type=DecisionAnswer)
-        except RPCError as e:
-            if e.status is RPCStatusCode.NOT_FOUND:
-                raise ApprovalRefused(f"run {workflow_id} is not running ({e.message}); nothing is waiting for a decision") from None
-            raise
-        except WorkflowUpdateFailedError as e:
-            cause = e.cause
-            if isinstance(cause, ApplicationError) and cause.type == APPROVAL_REFUSED:
-                raise ApprovalRefused(cause.message) from None
-            raise ApprovalRefused(str(cause or e)) from None
+        except (RPCError, WorkflowUpdateFailedError) as e:
+            raise _refusal(ApprovalRefused, workflow_id, e, "; nothing is waiting for a decision") from None
 
     async def pending_approvals(self, group: str | None = None) -> list[PendingApproval]:
         """Runs parked on an approval (optionally for one group), with what they wait for."""
@@ -341,12 +334,8 @@ class FactoryClient:
         try:
             resolution = ToolResolution(action=action, by=by, reason=reason, signature=self._sign(S.TOOL, workflow_id, by, S.tool_body(action, reason)))
             return await handle.execute_update("resolve_tool", resolution, result_type=StopAnswer)
-        except RPCError as e:
-            if e.status is RPCStatusCode.NOT_FOUND:
-                raise RunRefused(f"run {workflow_id} is not running ({e.message})") from None
-            raise
-        except WorkflowUpdateFailedError as e:
-            raise RunRefused(str(getattr(e.cause, "message", None) or e.cause or e)) from None
+        except (RPCError, WorkflowUpdateFailedError) as e:
+            raise _refusal(RunRefused, workflow_id, e) from None
 
     # -- kill switches ---------------------------------------------------------------------
 
@@ -459,6 +448,14 @@ class FactoryClient:
                 if answer.acknowledged:
                     taken.append(wf.id)
         return taken
+
+
+def _refusal(kind: type[Exception], workflow_id: str, e: Exception, idle: str = "") -> Exception:
+    """An update the run refused (its reason), or one for a run that is not running; other RPC errors as they are."""
+    if isinstance(e, RPCError):
+        return kind(f"run {workflow_id} is not running ({e.message}){idle}") if e.status is RPCStatusCode.NOT_FOUND else e
+    cause = getattr(e, "cause", None)
+    return kind(cause.message if isinstance(cause, ApplicationError) else str(cause or e))
 
 
 def running_runs_query(*, agent: str | None = None, tenant: str | None = None) -> str:

@@ -241,36 +241,27 @@ class AgentWorkflow:
                 raise ApplicationError(answer.reason, type=E.APPROVAL_REFUSED, non_retryable=True)
             return answer
         if name == "stop":
-            order, problem = self._one(args, StopOrder, "update stop")
-            if problem is None and (not order.by.strip() or not order.reason.strip()):
-                problem = "update stop: a stop order needs the operator (by) and a reason"
-            if problem is None:
-                problem = await self._proof_refused(S.STOP, order.by.strip(), S.stop_body(order.reason, order.switch_id), order.signature)
-                problem = f"update stop: {problem}" if problem else None
-            if problem is not None:
-                raise ApplicationError(problem, type=E.MESSAGE_REFUSED, non_retryable=True)
+            order = await self._order(name, args, StopOrder, S.STOP, lambda o: S.stop_body(o.reason, o.switch_id), needs_reason=True)
             return self._take_stop(order)
         if name == "resolve_tool":
-            resolution, problem = self._one(args, ToolResolution, "update resolve_tool")
-            if problem is None and not resolution.by.strip():
-                problem = "update resolve_tool: the operator (by) is required"
-            if problem is None:
-                proof = await self._proof_refused(S.TOOL, resolution.by.strip(), S.tool_body(resolution.action, resolution.reason), resolution.signature)
-                problem = f"update resolve_tool: {proof}" if proof else None
-            if problem is not None:
-                raise ApplicationError(problem, type=E.MESSAGE_REFUSED, non_retryable=True)
+            resolution = await self._order(name, args, ToolResolution, S.TOOL, lambda o: S.tool_body(o.action, o.reason))
             return self._take_resolution(resolution)
         if name == "budget_decision":
-            decision, problem = self._one(args, BudgetDecision, "update budget_decision")
-            if problem is None and not decision.by.strip():
-                problem = "update budget_decision: a budget decision needs the operator (by)"
-            if problem is None:
-                proof = await self._proof_refused(S.BUDGET, decision.by.strip(), S.budget_body(decision.action, decision.note), decision.signature)
-                problem = f"update budget_decision: {proof}" if proof else None
-            if problem is not None:
-                raise ApplicationError(problem, type=E.MESSAGE_REFUSED, non_retryable=True)
+            decision = await self._order(name, args, BudgetDecision, S.BUDGET, lambda o: S.budget_body(o.action, o.note))
             return self._take_budget_decision(decision)
         raise ApplicationError(f"this run takes no update {name!r} (it takes: {', '.join(UPDATES)})", type=E.MESSAGE_REFUSED, non_retryable=True)
+
+    async def _order(self, name: str, args: Sequence[RawValue], model: type[BaseModel], kind: str, body, needs_reason: bool = False) -> Any:
+        """An operator's order (stop, budget or tool decision), read and proven, or refused (on record)."""
+        order, problem = self._one(args, model, f"update {name}")
+        if problem is None and (not order.by.strip() or (needs_reason and not order.reason.strip())):
+            problem = f"update {name}: the operator (by){' and a reason are' if needs_reason else ' is'} required"
+        if problem is None:
+            proof = await self._proof_refused(kind, order.by.strip(), body(order), order.signature)
+            problem = f"update {name}: {proof}" if proof else None
+        if problem is not None:
+            raise ApplicationError(problem, type=E.MESSAGE_REFUSED, non_retryable=True)
+        return order
 
     def _one(self, args: Sequence[RawValue], model: type[BaseModel], what: str) -> tuple[Any, str | None]:
         if len(args) != 1:
