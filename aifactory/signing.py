@@ -48,11 +48,13 @@ class PersonalKey:
     def public_b64(self) -> str:
         return base64.b64encode(self.private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
-    def directory_entry(self, valid_days: int = 365, now: datetime | None = None) -> dict[str, Any]:
-        """The entry to add under the person's `keys:` in the approver directory."""
+    def directory_entry(self, valid_days: int | None = 365, now: datetime | None = None) -> dict[str, Any]:
+        """The entry to add under the person's `keys:` in the approver directory (no `valid_until` when `valid_days` is None)."""
         now = now or datetime.now(timezone.utc)
-        return {"id": self.key_id, "public_key": self.public_b64, "valid_from": now.replace(microsecond=0).isoformat(),
-                "valid_until": (now + timedelta(days=valid_days)).replace(microsecond=0).isoformat()}  # fmt: skip
+        entry = {"id": self.key_id, "public_key": self.public_b64, "valid_from": now.replace(microsecond=0).isoformat()}
+        if valid_days is not None:
+            entry["valid_until"] = (now + timedelta(days=valid_days)).replace(microsecond=0).isoformat()
+        return entry
 
 
 def generate(person: str, key_id: str | None = None) -> PersonalKey:

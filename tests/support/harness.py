@@ -8,6 +8,7 @@ import hashlib
 import json
 import shutil
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -95,8 +96,9 @@ def directory_keys() -> Path:
 
     path = Path(tempfile.mkdtemp(prefix="aif-dir-")) / "directory.yaml"
     for person, key in people_keys().items():
-        # Valid for a century: the time-skipping test server moves its clock years ahead over a session.
-        register(path, person, key.directory_entry(valid_days=36500))
+        # Valid from long ago, no expiry: the time-skipping test server moves its clock more than a century
+        # ahead over a session, and a run's clock may lag the moment this overlay was written.
+        register(path, person, key.directory_entry(valid_days=None, now=datetime(2020, 1, 1, tzinfo=timezone.utc)))
     return path
 
 
