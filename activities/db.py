@@ -58,6 +58,7 @@ def _import_tables() -> None:
     import activities.codec_keys  # noqa: F401
     import activities.model.transcripts  # noqa: F401
     import activities.notify  # noqa: F401
+    import activities.slack  # noqa: F401
     import activities.switches  # noqa: F401
     import activities.tools.it_desk_activities  # noqa: F401
 

@@ -8,6 +8,11 @@ between a successful post and recording it posts again on the retry, with the
 same `Idempotency-Key` header, so a receiver that honours the key sees it once.
 The webhook gets Slack-compatible JSON (`text` plus `blocks`); set
 `AIFACTORY_NOTIFY_WEBHOOK_URL` to enable it.
+
+A notification also names its own channels (the approver group's Slack channel,
+the agent owner's and escalation contact's): Slack channels are posted through
+the Web API when the worker has a bot token (`activities.slack`), URLs get the
+same webhook JSON, and email addresses stay in the outbox row for a mail relay.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db import engine_for
+from activities.slack import SlackDelivery, SlackSettings, is_slack_channel
 from contracts.notify import Notification, NotificationReceipt
 
 
@@ -55,26 +61,50 @@ def slack_payload(n: Notification) -> dict:
 
 
 class NotifyActivities:
-    def __init__(self, db_url: str, webhook_url: str | None = None) -> None:
+    def __init__(self, db_url: str, webhook_url: str | None = None, slack: SlackSettings | None = None) -> None:
         self._db_url = db_url
         self._webhook_url = webhook_url
+        self._slack = SlackDelivery(db_url, slack) if slack else None
+
+    async def aclose(self) -> None:
+        if self._slack is not None:
+            await self._slack.aclose()
 
     @activity.defn(name="send_notification")
     async def send_notification(self, n: Notification) -> NotificationReceipt:
         row, first = await asyncio.to_thread(self._record, n)
-        if row.delivered_at is not None or not self._webhook_url:
+        targets = self._targets(n)
+        if row.delivered_at is not None or not targets:
             return NotificationReceipt(key=n.key, outbox_id=row.id, delivered=row.delivered_at is not None, first_time=first)
-        try:
-            async with httpx.AsyncClient(timeout=10) as http:
-                resp = await http.post(self._webhook_url, json=slack_payload(n), headers={"Idempotency-Key": n.key})
-            ok = resp.status_code < 300
-            error = None if ok else f"webhook answered HTTP {resp.status_code}"
-        except httpx.HTTPError as e:
-            ok, error = False, f"webhook unreachable: {type(e).__name__}"
-        await asyncio.to_thread(self._mark, row.id, ok, error)
-        if not ok:
+        errors = []
+        for target in targets:
+            error = await self._deliver(n, target)
+            if error:
+                errors.append(error)
+        error = "; ".join(errors) or None
+        await asyncio.to_thread(self._mark, row.id, not errors, error)
+        if errors:
             raise ApplicationError(f"notification {n.key} kept in the outbox, delivery failed: {error}", type="NotificationUndelivered")
         return NotificationReceipt(key=n.key, outbox_id=row.id, delivered=True, first_time=first)
+
+    def _targets(self, n: Notification) -> list[str]:
+        """The factory webhook, then the notification's own channels this worker can reach (each once)."""
+        out = [self._webhook_url] if self._webhook_url else []
+        for channel in n.channels:
+            reachable = channel.startswith(("http://", "https://")) or (self._slack is not None and is_slack_channel(channel))
+            if reachable and channel not in out:
+                out.append(channel)
+        return out
+
+    async def _deliver(self, n: Notification, target: str) -> str | None:
+        if not target.startswith(("http://", "https://")):
+            return await self._slack.deliver(n, target, activity.info().workflow_namespace)
+        try:
+            async with httpx.AsyncClient(timeout=10) as http:
+                resp = await http.post(target, json=slack_payload(n), headers={"Idempotency-Key": n.key})
+        except httpx.HTTPError as e:
+            return f"webhook unreachable: {type(e).__name__}"
+        return None if resp.status_code < 300 else f"webhook answered HTTP {resp.status_code}"
 
     def _record(self, n: Notification) -> tuple[OutboxMessage, bool]:
         engine = engine_for(self._db_url)
@@ -84,7 +114,8 @@ class NotifyActivities:
                 return existing, False
             row = OutboxMessage(
                 key=n.key, kind=n.kind, run_id=n.run_id, agent=n.agent, tenant=n.tenant, group=n.group,
-                recipients=json.dumps(n.recipients), subject=n.subject, details=json.dumps(n.details, sort_keys=True, default=str),
+                recipients=json.dumps(n.recipients), subject=n.subject,
+                details=json.dumps({**n.details, **({"channels": n.channels} if n.channels else {})}, sort_keys=True, default=str),
             )  # fmt: skip
             s.add(row)
             try:

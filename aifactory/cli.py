@@ -23,6 +23,7 @@ Not workflow-safe.
     aifactory keys init|show|revoke --as P   your signing key for decisions (see aifactory.keys_cli)
     aifactory gateway [--host H] [--port P]      the HTTP gateway for business systems (see aifactory.gateway.cli)
     aifactory gateway keys create|list|revoke    its API keys
+    aifactory slack serve [--host H] [--port P]  the endpoint Slack's Approve/Reject buttons post to
 
 Exit codes: 0 done; 1 the command ran and reports a failure (an agent refused by the gate, a
 failed run, a refused decision, tampering), or an error this CLI does not know, with its
@@ -48,6 +49,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from aifactory import audit_cli, control_cli, keys_cli, model_cli
 from aifactory.gateway import cli as gateway_cli
+from aifactory.slack import cli as slack_cli
 from workers.local_model import ModelInstallError
 from activities.releases.gate import check_agent, check_all
 from aifactory.client import AgentNotAdmitted, ApprovalRefused, FactoryClient, RunFailed, RunInputRejected, RunRefused
@@ -394,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     control_cli.add_parsers(sub)
     keys_cli.add_parsers(sub)
     gateway_cli.add_parsers(sub)
+    slack_cli.add_parsers(sub)
     return p
 
 
@@ -417,7 +420,7 @@ def _run(args: argparse.Namespace) -> int:
         "model": model_cli.cmd_model, "eval": model_cli.cmd_eval,
         "kill": control_cli.cmd_kill, "unkill": control_cli.cmd_kill, "switches": control_cli.cmd_switches,
         "envelope": control_cli.cmd_envelope, "tool": control_cli.cmd_tool, "gateway": gateway_cli.cmd_gateway,
-        "keys": keys_cli.cmd_keys,
+        "keys": keys_cli.cmd_keys, "slack": slack_cli.cmd_slack,
     }  # fmt: skip
     # Every outcome is handled here, so no exception (and none of the clients its frames hold)
     # is still alive when `main` lets go of the command's runtime.
@@ -431,7 +434,7 @@ def _run(args: argparse.Namespace) -> int:
         return int(result or 0)
     except (CliError, audit_cli.AuditCliError, model_cli.ModelCliError, control_cli.ControlCliError, ModelInstallError, RunRefused, SwitchError, KeyRingError, RunInputRejected,
             AgentNotAdmitted, AgentNotFound, FactoryHomeNotFound, StackRunning, QueryValueRejected, gateway_cli.GatewayCliError,
-            keys_cli.KeysCliError, SigningKeyError) as e:
+            keys_cli.KeysCliError, slack_cli.SlackCliError, SigningKeyError) as e:
         print(f"aifactory {args.command}: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # before ConnectionError, its base class: the reader left, not the server

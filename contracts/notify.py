@@ -13,7 +13,8 @@ class Notification(BaseModel):
 
     key: str
     kind: str
-    """approval_requested, approval_escalated, approval_expired, approval_decided, approval_refused."""
+    """approval_requested, approval_escalated_tierN, approval_expired, approval_decided, approval_refused,
+    envelope_alert, breaker_tripped, kill_switch, tool_stuck."""
     run_id: str
     agent: str
     tenant: str
@@ -21,6 +22,10 @@ class Notification(BaseModel):
     recipients: list[str] = Field(default_factory=list)
     subject: str
     details: dict = Field(default_factory=dict)
+    channels: list[str] = Field(default_factory=list)
+    """Where to deliver besides the factory's webhook: Slack channels (`#name` or an id), webhook URLs,
+    email addresses (kept in the outbox for a mail relay). Approvals go to the group's Slack channel,
+    alerts to the agent's owner and escalation contact."""
 
 
 class NotificationReceipt(BaseModel):

@@ -133,12 +133,25 @@ class Person(_Strict):
     acts_for: list[str] = Field(default_factory=list)
     """For a service (the Slack endpoint, the gateway): the people it may sign decisions for (`*`: anyone).
     The decision is still checked as that person's (group, tenant, not the requester)."""
+    slack_user_id: str | None = Field(default=None, pattern=r"^[UW][A-Z0-9]{2,20}$")
+    """The person's Slack user id (`U024BE7LH`): a button they press in Slack decides as them."""
+
+
+class Group(_Strict):
+    """Settings of one approver group (members are listed under `people`)."""
+
+    id: str
+    slack_channel: str | None = Field(default=None, pattern=r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CG][A-Z0-9]{6,20})$")
+    """Slack channel (`#it-desk-leads` or its id `C024BE91L`) approval requests for this group are posted to,
+    with Approve and Reject buttons."""
 
 
 class Directory(_Strict):
     """Who is in which approver group, and their signing keys; travels with the run next to the bundle."""
 
     people: list[Person] = Field(default_factory=list)
+    groups: list[Group] = Field(default_factory=list)
+    """Per-group settings (Slack channel); a group needs no entry here to have members."""
     require_signatures: bool = True
     """Decisions count only when signed by a key in this directory. A deployment turns this off only
     explicitly (`require_signatures: false`); the audit record says whether each decision was signed."""
@@ -149,6 +162,12 @@ class Directory(_Strict):
 
     def members(self, group: str) -> list[str]:
         return [p.id for p in self.people if group in p.groups]
+
+    def group(self, group_id: str) -> Group | None:
+        return next((g for g in self.groups if g.id == group_id), None)
+
+    def by_slack_user(self, slack_user_id: str) -> Person | None:
+        return next((p for p in self.people if p.slack_user_id and p.slack_user_id == slack_user_id), None)
 
 
 class PolicySet(_Strict):

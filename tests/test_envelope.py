@@ -20,9 +20,12 @@ from activities.db import engine_for
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.notify import OutboxMessage
 from aifactory.client import RunFailed, RunRefused
-from contracts.agent import Breakers, Envelope, ModelSettings
+from activities.slack import SlackSettings
+from contracts.agent import Breakers, Envelope, ModelSettings, Owner
 from contracts.budget import BudgetDecision
 from tests.support.harness import factory_with, replay
+from tests.support.slack import TOKEN, FakeSlack
+from tests.support.webhook import WebhookReceiver
 from workers.worker import build_worker
 
 TICKET = {"ticket_text": "My laptop screen is flickering badly.", "requester_email": "ana.silva@example.com"}
@@ -53,27 +56,30 @@ async def test_concurrent_runs_on_two_workers_never_overspend(client, pg_url):
         envelope=Envelope(limit_usd=limit, on_exhausted="stop"), breakers=Breakers(max_context_tokens=1100),
         model=ModelSettings(name="gpt-4o-mini", max_tokens=60),
     )
-    async with factory_with(client, pg_url, model, max_cached_workflows=100) as f:
-        f.factory.db_url = pg_url
-        # A second worker (its own connection, as on another machine) on the same queue and ledger.
-        other = await Client.connect(client.service_client.config.target_host, data_converter=client.data_converter)
-        async with build_worker(other, f.task_queue, f.parts, sandboxed=True, max_cached_workflows=100):
-            runs = await asyncio.gather(*(f.start(TICKET, tenant=tenant, **spec) for _ in range(40)))
-            costs, outcomes = [], {"completed": 0, "BudgetExceeded": 0}
-            for run in runs:
-                try:
-                    result = await run.result()
-                    costs.append(result.usage.cost_usd)
-                    outcomes["completed"] += 1
-                except RunFailed as e:
-                    assert e.type == "BudgetExceeded", e
-                    assert "cost envelope spent" in str(e)
-                    costs.append(e.details.usage.cost_usd)
-                    outcomes["BudgetExceeded"] += 1
-            await replay(runs[-1].handle)
-            key = f.factory.envelope_key("it-triage", tenant, spec["envelope"])
-            with pytest.raises(RunRefused, match="cost envelope .* is spent"):
-                await f.start(TICKET, tenant=tenant, **spec)
+    # The agent's owner is reached on Slack, its escalation contact on a webhook.
+    spec["owner"], fake, hook = Owner(name="Maria Keller", contact="#triage-owners"), FakeSlack(), WebhookReceiver()
+    with fake.serve() as api_url, hook.serve() as spec["escalation_contact"]:
+        async with factory_with(client, pg_url, model, max_cached_workflows=100, slack=SlackSettings(token=TOKEN, api_url=api_url)) as f:
+            f.factory.db_url = pg_url
+            # A second worker (its own connection, as on another machine) on the same queue and ledger.
+            other = await Client.connect(client.service_client.config.target_host, data_converter=client.data_converter)
+            async with build_worker(other, f.task_queue, f.parts, sandboxed=True, max_cached_workflows=100):
+                runs = await asyncio.gather(*(f.start(TICKET, tenant=tenant, **spec) for _ in range(40)))
+                costs, outcomes = [], {"completed": 0, "BudgetExceeded": 0}
+                for run in runs:
+                    try:
+                        result = await run.result()
+                        costs.append(result.usage.cost_usd)
+                        outcomes["completed"] += 1
+                    except RunFailed as e:
+                        assert e.type == "BudgetExceeded", e
+                        assert "cost envelope spent" in str(e)
+                        costs.append(e.details.usage.cost_usd)
+                        outcomes["BudgetExceeded"] += 1
+                await replay(runs[-1].handle)
+                key = f.factory.envelope_key("it-triage", tenant, spec["envelope"])
+                with pytest.raises(RunRefused, match="cost envelope .* is spent"):
+                    await f.start(TICKET, tenant=tenant, **spec)
 
     with Session(engine_for(pg_url)) as s:
         ledger = s.get(EnvelopeLedger, key)
@@ -84,6 +90,11 @@ async def test_concurrent_runs_on_two_workers_never_overspend(client, pg_url):
     # when their next call had no room; how many finished first depends on how the workers interleave.
     assert ledger.spent_usd > limit * 0.85 and outcomes["BudgetExceeded"] >= 10
     assert alerts(pg_url, key) == [f"envelope/{key}/{p}" for p in (100, 50, 80)]  # each exactly once
+    # ... and each reached the owner's channel and the escalation contact once, and nothing else did.
+    posted = sorted(m.body["text"] for m in fake.in_channel("#triage-owners"))
+    assert posted == [f"it-triage: {p}% of the cost envelope spent ({key})" for p in (100, 50, 80)] and len(fake.messages) == 3
+    # A webhook is delivered at least once, each post with its Idempotency-Key (concurrent runs may both post).
+    assert set(hook.keys()) == {f"envelope/{key}/{p}" for p in (100, 50, 80)}
 
 
 async def test_a_paused_run_resumes_when_the_envelope_is_raised(client, db_url, tmp_path):

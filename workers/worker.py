@@ -26,6 +26,7 @@ from activities.model.endpoints import EndpointRegistry
 from activities.model.pricing import Pricing
 from activities.model.transcripts import TranscriptStore
 from activities.notify import NotifyActivities
+from activities.slack import SlackSettings
 from activities.policy import PolicyActivities
 from activities.switches import SwitchActivities
 from activities.codec_keys import register_codec_keys
@@ -91,6 +92,8 @@ class WorkerParts:
     pricing: Pricing = field(default_factory=Pricing)
     policies: PolicyActivities = field(default_factory=PolicyActivities)
     webhook_url: str | None = field(default_factory=lambda: os.environ.get("AIFACTORY_NOTIFY_WEBHOOK_URL") or None)
+    slack: SlackSettings | None = field(default_factory=SlackSettings.from_env)
+    """Slack Web API access (`AIFACTORY_SLACK_BOT_TOKEN`): approvals to each group's channel, alerts to owners."""
     extra_activities: list = field(default_factory=list)
     audit: AuditActivities | None = None
     """The audit export pass and retention job, on workers that run the export schedule."""
@@ -102,7 +105,7 @@ class WorkerParts:
         admissions = Admissions(self.db_url, self.policies, self.releases)
         model = ModelActivities(self.endpoints, TranscriptStore(self.db_url), self.pricing, budget or BudgetLedger(self.db_url), admissions)
         desk = ItDeskActivities(self.db_url)
-        notify = NotifyActivities(self.db_url, self.webhook_url)
+        notify = NotifyActivities(self.db_url, self.webhook_url, self.slack)
         switches = SwitchActivities(self.db_url)
         acts = [
             model.call_model, admissions.admit_run_activity, self.policies.resolve_policy, self.policies.resolve_directory, switches.check_kill_switch, notify.send_notification,

@@ -75,6 +75,10 @@ POLICY_GATE_PATCH = "policy-gate-v1"
 BREAKERS_PATCH = "breakers-v1"
 #: Patch id of the kill-switch check at start, for runs whose starter did not set `kill_switch_check`.
 KILL_SWITCH_PATCH = "kill-switch-v1"
+#: Patch id of telling the agent's owner when a breaker trips or a kill switch stops a run.
+OWNER_ALERTS_PATCH = "owner-alerts-v1"
+#: Failures that are a breaker tripping: the run was stopped by a limit of its deployment standard.
+BREAKER_TRIPS = (E.STEP_LIMIT_EXCEEDED, E.BUDGET_EXCEEDED, E.REPEATED_TOOL_CALL, E.CONTEXT_LIMIT_EXCEEDED, E.POLICY_DENIED)
 #: A model call heartbeats while it waits, so a kill switch's cancellation reaches it (see `call_model`).
 #: Calls allowed longer than `LONG_MODEL_CALL` seconds also get a heartbeat timeout, so a worker that
 #: dies mid-call is noticed within `MODEL_HEARTBEAT` instead of at the call's timeout; shorter calls
@@ -129,6 +133,10 @@ class AgentWorkflow:
         """Full conversation in worker memory only, to resend if the store lost it; unknown after continue-as-new."""
         self._answer_asked = False
         self._stop: StopOrder | None = None
+        self._switched: KillSwitchState | None = None
+        """The kill switch that refused this run at its start, if one did."""
+        self._envelope_ended = False
+        """Whether the cost envelope (not the run's own cap) ended the run: its owner had the envelope's alerts."""
         self._budget_decision: BudgetDecision | None = None
         self._inflight: workflow.ActivityHandle | None = None
         self._admission: Admission | None = None
@@ -356,6 +364,13 @@ class AgentWorkflow:
 
     @workflow.run
     async def run(self, raw: RawValue) -> AgentRunResult:
+        try:
+            return await self._run(raw)
+        except ApplicationError as failure:
+            await self._alert_owner(failure)
+            raise
+
+    async def _run(self, raw: RawValue) -> AgentRunResult:
         legacy = self._is_legacy()
         inp = self._read_input(raw)
         self._inp = inp
@@ -627,6 +642,7 @@ class AgentWorkflow:
 
     def _refuse_if_switched(self, switch: KillSwitchState | None) -> None:
         if switch is not None:
+            self._switched = switch
             self._set_state(RunState.FAILED, "nothing")
             raise self._fail(f"refused at start: {switch.describe()}", E.RUN_STOPPED)
 
@@ -758,7 +774,7 @@ class AgentWorkflow:
         self._stuck += 1
         await self._notify(
             "tool_stuck", f"{record.step}.{index}/stuck/{self._stuck}", f"{tool} for {spec.name} could not be done: an operator must retry or give up",
-            group=None, recipients=[spec.escalation_contact],
+            group=None, recipients=[spec.escalation_contact], channels=self._owner_channels(),
             details={"tool": tool, "step": record.step, "arguments": summarize(record.arguments, 200), "error": message[:500]},
         )  # fmt: skip
         try:
@@ -807,7 +823,7 @@ class AgentWorkflow:
     async def _envelope_alert(self, envelope: EnvelopeRef, pct: int, note: BudgetNote) -> None:
         await self._notify(
             "envelope_alert", f"{pct}", f"{envelope.agent}: {pct}% of the cost envelope spent ({envelope.key})",
-            group=None, key=f"envelope/{envelope.key}/{pct}",
+            group=None, key=f"envelope/{envelope.key}/{pct}", recipients=[self._spec.owner.name], channels=self._owner_channels(),
             details={"envelope": envelope.key, "threshold": pct, "spent_usd": round(note.spent_usd, 6), "limit_usd": note.limit_usd},
         )  # fmt: skip
 
@@ -819,6 +835,7 @@ class AgentWorkflow:
         why = f"cost envelope spent: ${note.spent_usd:.4f} of ${note.limit_usd:.4f} this {spec.envelope.period}"
         if spec.envelope.on_exhausted == "stop":
             self._set_state(RunState.FAILED, "nothing")
+            self._envelope_ended = True
             raise self._fail(why, E.BUDGET_EXCEEDED)
         self._budget_decision = None
         self._state, self._waiting_on = RunState.AWAITING_BUDGET, "an operator: raise the envelope or stop the run"
@@ -829,6 +846,7 @@ class AgentWorkflow:
         assert decision is not None
         if decision.action == "stop":
             self._set_state(RunState.FAILED, "nothing")
+            self._envelope_ended = True
             raise self._fail(f"{why}; stopped by {decision.by}" + (f": {decision.note}" if decision.note else ""), E.BUDGET_EXCEEDED)
         self._set_state(RunState.CALLING_MODEL, f"model {self._model().name}")
 
@@ -979,17 +997,44 @@ class AgentWorkflow:
             f" · deadline {request.deadline:%Y-%m-%d %H:%M:%S} UTC · request {request.id}"
         )
 
+    def _owner_channels(self) -> list[str]:
+        """The agent's named owner and its escalation contact, as the spec gives them (each once)."""
+        spec = self._release.spec if self._release else None
+        return list(dict.fromkeys([spec.owner.contact, spec.escalation_contact])) if spec else []
+
+    async def _alert_owner(self, failure: ApplicationError) -> None:
+        """Tell the owner when a breaker tripped or a kill switch stopped (or refused) this run."""
+        spec = self._release.spec if self._release else None
+        if spec is None or self._legacy or (failure.type not in BREAKER_TRIPS and failure.type != E.RUN_STOPPED):
+            return
+        switch_id = self._stop.switch_id if self._stop is not None else (self._switched.id if self._switched else None)
+        if (failure.type == E.RUN_STOPPED and switch_id is None) or (failure.type == E.BUDGET_EXCEEDED and self._envelope_ended):
+            return  # a person stopped this one run, or the envelope did (its owner had the envelope's alerts)
+        if not workflow.patched(OWNER_ALERTS_PATCH):
+            return
+        if failure.type == E.RUN_STOPPED:  # one alert per switch and agent, however many runs it stops
+            kind, key, subject = "kill_switch", f"kill-switch/{switch_id}/{spec.name}", f"{spec.name}: kill switch #{switch_id} is stopping its runs"
+        else:
+            kind, key, subject = "breaker_tripped", None, f"{spec.name}: circuit breaker tripped ({failure.type})"
+        await self._notify(
+            kind, "breaker", subject, group=None, key=key, recipients=[spec.owner.name], channels=self._owner_channels(),
+            details={"error": failure.type, "reason": str(failure.message)[:500], "owner": spec.owner.name, "version": spec.version},
+        )  # fmt: skip
+
     async def _notify(
         self, kind: str, suffix: str, subject: str, *, group: str | None, details: dict, key: str | None = None,
-        recipients: list[str] | None = None,
+        recipients: list[str] | None = None, channels: list[str] | None = None,
     ) -> None:
         info = workflow.info()
         directory = self._policy.directory if self._policy else None
         if recipients is None:
             recipients = directory.members(group) if (directory and group) else []
+        if channels is None:  # an approver group's own Slack channel
+            settings = directory.group(group) if (directory and group) else None
+            channels = [settings.slack_channel] if settings and settings.slack_channel else []
         notification = Notification(
-            key=key or f"{info.workflow_id}/{suffix}", kind=kind, run_id=info.workflow_id,
-            agent=self._agent, tenant=self._tenant, group=group, recipients=recipients, subject=subject, details=details,
+            key=key or f"{info.workflow_id}/{suffix}", kind=kind, run_id=info.workflow_id, agent=self._agent,
+            tenant=self._tenant, group=group, recipients=recipients, subject=subject, details=details, channels=channels,
         )  # fmt: skip
         try:
             await workflow.execute_activity(

@@ -177,7 +177,8 @@ class FactoryUnderTest:
 @contextlib.asynccontextmanager
 async def factory_with(
     client: Client, db_url: str, model: ScriptedModel, policy_root: Path | None = None, webhook_url: str | None = None,
-    task_queue: str | None = None, audit=None, metrics=None, policies: PolicyActivities | None = None, **worker_options: Any,
+    task_queue: str | None = None, audit=None, metrics=None, policies: PolicyActivities | None = None, slack=None,
+    **worker_options: Any,
 ) -> AsyncIterator[FactoryUnderTest]:
     with model.serve() as base_url:
         fut = FactoryUnderTest(client, db_url, base_url, task_queue or f"tq-{uuid.uuid4().hex[:10]}")
@@ -186,6 +187,7 @@ async def factory_with(
         if policies is not None:
             fut.parts.policies = policies
         fut.parts.webhook_url = webhook_url
+        fut.parts.slack = slack
         fut.parts.audit = audit
         fut.parts.metrics = metrics
         async with fut.worker(**worker_options):
