@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # AI Factory on one machine: installs into ./.venv on first use, then runs.
 #   bash deploy/local.sh demo   # the reference agent on its samples, embedded dev server
-#   bash deploy/local.sh test   # the test suite (and the real local model, where it is installed)
+#   bash deploy/local.sh test   # the test suite (and the real local model, where it is installed;
+#                               # installs promtool from Debian's prometheus package where missing)
 #   bash deploy/local.sh <any aifactory command>   e.g. dev, check, agents list
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,6 @@ prepare_local_model() {
 cmd="${1:-demo}"
 shift || true
 case "$cmd" in
-    test) prepare_local_model; exec .venv/bin/python -m pytest "$@" ;;
+    test) prepare_local_model; bash deploy/ensure-promtool.sh; exec .venv/bin/python -m pytest "$@" ;;
     *) exec .venv/bin/aifactory "$cmd" "$@" ;;
 esac

@@ -13,6 +13,8 @@ twice. Everything else is counted where the work happens, in activities:
   its workflow task is retried or evicted: the worker remembers the runs it counted);
 - runs finished by outcome (the workflow interceptor, outside replay), kill switches on (read from
   the store at scrape time).
+- `aifactory_agent_info`: the releases the worker serves and who owns each (read from its release
+  registry at scrape time), for alert rules to route by owner.
 
 Labels are agent, version, tenant plus small closed sets (outcome, tool,
 direction); never a run id, an argument or anything else unbounded.
@@ -42,9 +44,11 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
+from activities.releases.registry import ReleaseRegistry
 from activities.switches import switch_history
 from activities.tools.catalog import CATALOG
 from contracts.tools import ToolContext
+from workers.agent_info import AgentInfoCollector
 
 RUN = ("agent", "version", "tenant")
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
@@ -75,6 +79,14 @@ class FactoryMetrics:
         self.admitted: OrderedDict[str, None] = OrderedDict()
         """Runs this worker counted as started (a run's admission may run more than once)."""
         self.approvals_past_sla = Counter("aifactory_approvals_escalated", "Approval requests escalated or expired because nobody decided in time.", ("agent", "tenant", "event"), registry=r)
+        self._agent_info = AgentInfoCollector()
+        r.register(self._agent_info)
+
+    def watch_releases(self, releases: ReleaseRegistry) -> None:
+        """Expose `aifactory_agent_info{agent,version,owner,...}` for the releases `releases` holds,
+        read at scrape time (workers/agent_info.py). Building another worker on these metrics points
+        it at that worker's registry."""
+        self._agent_info.registry = releases
 
     def watch_switches(self, db_url: str) -> None:
         """Expose `aifactory_kill_switch_on{scope,target}`, read from the store at scrape time."""

@@ -124,6 +124,8 @@ def build_worker(client: Client, task_queue: str, parts: WorkerParts, *, sandbox
     """A worker for the agent workflow and every registered tool on `task_queue`."""
     if sandboxed is None:
         sandboxed = sandbox_enabled()
+    if parts.metrics is not None:  # who answers for each release it serves, for alert routing
+        parts.metrics.watch_releases(parts.releases)
     budget = BudgetLedger(parts.db_url)
     activities = parts.activities(budget)
     # Activity owners with connections to close when the worker stops (the model endpoints' clients).

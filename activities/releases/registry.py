@@ -68,6 +68,10 @@ class ReleaseRegistry:
     def agents(self) -> list[str]:
         return sorted(self._current)
 
+    def releases(self) -> list[AgentRelease]:
+        """Every release this registry holds (the current ones and the pinned versions it also runs)."""
+        return list(self._releases.values())
+
     def current(self, agent: str) -> AgentRelease:
         return self.resolve(agent, None)
 
