@@ -91,3 +91,11 @@ def test_runs_recorded_before_calendars_still_read_back():
 def test_the_shipped_directory_keeps_wall_clock_slas():
     policy = PolicyStore(Path(__file__).resolve().parents[1] / "policies").get("it-desk")
     assert all(t.clock is Clock.WALL for t in policy.bundle.default_approval.chain)
+
+
+def test_the_commented_example_in_the_shipped_directory_loads():
+    text = (Path(__file__).resolve().parents[1] / "policies" / "directory.yaml").read_text()
+    example = text[text.index("# groups:") :].splitlines()
+    groups = yaml.safe_load("\n".join(line.removeprefix("# ") for line in example))
+    directory = Directory.model_validate({"people": [], **groups})
+    assert directory.calendar("it-desk-leads").holidays[0] == date(2026, 12, 24)
