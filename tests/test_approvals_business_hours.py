@@ -13,7 +13,10 @@ from zoneinfo import ZoneInfo
 
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.notify import read_outbox
-from tests.support.harness import factory_with, replay, write_policy
+from activities.policy import PolicyActivities
+from contracts.policy import Calendar, Group, PolicySet
+from policies.loader import PolicyStore
+from tests.support.harness import directory_keys, factory_with, replay, write_policy
 from tests.test_approvals_timeskip import NOT_OPENED, P1, TICKET, p1_rule, tickets
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -145,3 +148,29 @@ async def test_over_a_dst_change_monday_still_opens_at_0900_local(ts_env, db_url
     assert abs((first - request.requested_at) - timedelta(days=2, hours=15, minutes=15)) == timedelta(hours=1)
     second = datetime.fromisoformat(outbox["approval_escalated_tier2"]["deadline"])
     assert close_to(second, tuesday) and close_to(request.deadline, tuesday) and close_to(request.decided_at, tuesday)
+
+
+class ZoneLessStore(PolicyStore):
+    """A store whose directory names a zone this worker's tz database lacks (the loader would refuse it;
+    a worker with older zone data than the one that loaded the directory meets it at run time)."""
+
+    def get(self, name: str) -> PolicySet:
+        policy = super().get(name)
+        calendar = Calendar(time_zone="Mars/Olympus")
+        return policy.model_copy(update={"directory": policy.directory.model_copy(update={"groups": [Group(id="it-desk-leads", calendar=calendar)]})})
+
+
+async def test_a_deadline_this_worker_cannot_compute_falls_back_to_the_wall_clock(ts_env, db_url, tmp_path):
+    friday = next_local(await ts_env.get_current_time(), BERLIN, time(17, 55), FRIDAY)
+    await skip_to(ts_env, friday)
+    root = write_policy(tmp_path / "pol", "hours", p1_rule(), [("it-desk-leads", 900, "business")], groups=group("Europe/Berlin"))
+    model = ScriptedModel(Turns([Reply.tool("create_ticket", P1), Reply.text(NOT_OPENED)]))
+    policies = PolicyActivities(ZoneLessStore(root, overlay=directory_keys()))
+    async with factory_with(ts_env.client, db_url, model, policies=policies) as f:
+        run = await f.start(TICKET, policy="hours", requester="tom.becker")
+        result = await run.result()
+        await replay(run.handle)
+    (request,) = result.approvals
+    # Asked sooner, never stranded: the 15 minutes ran on the wall clock, Friday 18:10.
+    assert request.status == "expired" and request.deadline == request.requested_at + timedelta(minutes=15)
+    assert close_to(request.decided_at, friday + timedelta(minutes=15))

@@ -20,7 +20,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
 from temporalio.workflow import ActivityCancellationType
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError as ActivityCancelled
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
@@ -985,10 +985,13 @@ class AgentWorkflow:
                 result_type=BusinessDeadlineResult, start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=[E.UNKNOWN_TIME_ZONE]),
             )  # fmt: skip
-        except ActivityError as e:
+        except (ActivityError, ApplicationError) as e:  # a local activity's failure arrives unwrapped
+            cause = e.cause if isinstance(e, ActivityError) else e
+            if isinstance(cause, ActivityCancelled):
+                raise
             # Waiting for working hours this worker cannot compute must not strand the request: the
             # wall-clock SLA asks the next tier (or applies the safe default) sooner, never later.
-            workflow.logger.warning("business-hours deadline for group %s not computed, using the wall clock: %s", tier.group, e.cause or e)
+            workflow.logger.warning("business-hours deadline for group %s not computed, using the wall clock: %s", tier.group, cause)
             return wall
         return result.deadline
 
