@@ -1,10 +1,10 @@
 """Business hours: when an SLA that counts only working time runs out.
 
-Pure and deterministic for a given time-zone database: no clock, no I/O other
-than zoneinfo reading its zone files. Because that database differs between
-machines and changes with politics, a workflow must not call this on its own
-thread: it asks the `compute_business_deadline` local activity, whose answer is
-recorded in history and read back on replay.
+Not workflow-safe, though pure: no clock, and no I/O other than zoneinfo
+reading its zone files. That database differs between machines and changes
+with politics, so a workflow never imports this: it asks the
+`compute_business_deadline` local activity, whose answer is recorded in history
+and read back on replay. The loader uses `zone` to check calendars.
 
 Working hours are local wall-clock hours: 09:00-18:00 in `Europe/Berlin` is
 09:00-18:00 on both sides of a daylight-saving change, so a working day is an
