@@ -22,7 +22,7 @@ from contracts.approval import (
     RequestStatus,
     Verdict,
 )
-from contracts.policy import ApprovalSpec, Directory
+from contracts.policy import Directory
 
 
 class ApprovalBook:
@@ -135,6 +135,3 @@ class ApprovalBook:
         req.note = f"no decision within the SLA of any tier; safe default: {req.approval.safe_default.value}"
         return False
 
-
-def first_deadline(approval: ApprovalSpec, now: datetime) -> datetime:
-    return now + approval.chain[0].sla
