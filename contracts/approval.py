@@ -6,13 +6,13 @@ Workflow-safe data; the rules that decide who may approve are in
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from contracts.policy import ApprovalSpec
+from contracts.policy import ApprovalSpec, Calendar
 from contracts.signing import Signature
 
 
@@ -99,3 +99,19 @@ class ApprovalDecision(BaseModel):
     signature: Signature | None = None
     """Proof that `approver` made this decision (`contracts.signing`); runs refuse unsigned ones
     unless the directory says `require_signatures: false`."""
+
+
+class BusinessDeadlineInput(BaseModel):
+    """Input of `compute_business_deadline`: when a business-clock tier's SLA starts and how long it is."""
+
+    calendar: Calendar
+    """The tier group's working hours, from the run's pinned directory."""
+    start: datetime
+    """When the SLA starts running (the run's `workflow.now()`), UTC."""
+    sla: timedelta
+    """Working time the tier has."""
+
+
+class BusinessDeadlineResult(BaseModel):
+    deadline: datetime
+    """When the SLA runs out, UTC; recorded in history so a replay never recomputes it."""

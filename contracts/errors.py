@@ -21,6 +21,7 @@ add new ones, never rename.
     ├── PayloadNotEncrypted    a clear-text start of an agent whose runs must be encrypted
     └── PayloadUndecodable     a payload the worker cannot decrypt (wrong key, altered bytes)
     PolicyFileError            the run's policy bundle could not be loaded on the worker
+    UnknownTimeZone            a business-hours calendar names a zone this worker's tz database lacks
     ModelUnavailable           the endpoint kept failing until the retries ran out
     ModelCallRejected          the endpoint refused the call (4xx other than 408/409/429)
     ModelResponseInvalid       the endpoint answered with something unusable
@@ -46,6 +47,8 @@ MODEL_RESPONSE_TOO_LARGE = "ModelResponseTooLarge"
 MODEL_UNAVAILABLE = "ModelUnavailable"
 TOOL_FAILED = "ToolFailed"
 POLICY_FILE_ERROR = "PolicyFileError"
+UNKNOWN_TIME_ZONE = "UnknownTimeZone"
+"""A business-hours deadline could not be computed (the run falls back to the wall-clock SLA)."""
 RELEASE_UNKNOWN = "ReleaseUnknown"
 RELEASE_UNAVAILABLE = "ReleaseUnavailable"
 """A model call on a worker that lacks the run's release (retried: another worker may have it)."""

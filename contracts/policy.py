@@ -7,11 +7,11 @@ bundle authors (`policies/bundles/*.yaml`).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from contracts.classes import DataClass, SideEffect
 
@@ -46,6 +46,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
+class Clock(StrEnum):
+    """What a tier's SLA counts."""
+
+    WALL = "wall"
+    """Every hour counts, nights and weekends too."""
+    BUSINESS = "business"
+    """Only working time in the tier group's calendar (the directory's `groups:`) counts."""
+
+
 class Tier(_Strict):
     """One level of an escalation chain."""
 
@@ -53,6 +62,9 @@ class Tier(_Strict):
     """Approver group (from the directory) asked at this level."""
     sla: timedelta
     """How long this level has to answer before the request escalates (e.g. `PT15M` or `900`)."""
+    clock: Clock = Clock.WALL
+    """`wall`: the SLA runs around the clock. `business`: it runs only in the working hours of the group's
+    calendar, so a 15-minute SLA raised Friday 17:55 (hours 09:00-18:00 Mon-Fri) expires Monday 09:10."""
 
 
 class ApprovalSpec(_Strict):
@@ -137,13 +149,80 @@ class Person(_Strict):
     """The person's Slack user id (`U024BE7LH`): a button they press in Slack decides as them."""
 
 
+class Weekday(StrEnum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+    @property
+    def number(self) -> int:
+        """Monday 0 ... Sunday 6, as `date.weekday()`."""
+        return list(Weekday).index(self)
+
+
+class Calendar(_Strict):
+    """A group's working hours, in which business-clock SLAs count (one shift a day, in local time).
+
+    The zone name is checked against the time-zone database when the directory is loaded
+    (`policies.loader`), not here: a run's pinned directory must read back on any machine.
+    """
+
+    time_zone: str = Field(min_length=1)
+    """IANA time-zone name the hours are in, e.g. `Europe/Berlin`; local hours hold across daylight-saving changes."""
+    working_days: list[Weekday] = Field(default_factory=lambda: [Weekday.MON, Weekday.TUE, Weekday.WED, Weekday.THU, Weekday.FRI])
+    """Days with working hours (`mon` ... `sun`); Monday to Friday when omitted."""
+    start: time = time(9, 0)
+    """Local time the working day starts, quoted: `"09:00"`."""
+    end: time = time(18, 0)
+    """Local time the working day ends, quoted: `"18:00"`; after `start` (no shifts over midnight)."""
+    holidays: list[date] = Field(default_factory=list)
+    """Dates without working hours, e.g. `2026-12-25`."""
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock_time(cls, value: Any) -> Any:
+        # Unquoted 18:00 is the integer 1080 to YAML (base 60), which pydantic would read as 00:18.
+        if isinstance(value, (int, float)):
+            raise ValueError('expected a local time written as a quoted "HH:MM", e.g. "09:00"')
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _naive(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("expected a local time without an offset: the calendar's time_zone says where")
+        return value
+
+    @field_validator("working_days")
+    @classmethod
+    def _days(cls, value: list[Weekday]) -> list[Weekday]:
+        if not value:
+            raise ValueError("expected at least one working day (mon ... sun)")
+        if len(set(value)) != len(value):
+            raise ValueError("a working day is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _hours(self) -> "Calendar":
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end:%H:%M}) must be after start ({self.start:%H:%M}); shifts over midnight are not supported")
+        return self
+
+
 class Group(_Strict):
-    """Settings of one approver group (members are listed under `people`)."""
+    """Settings of one approver group (its members are the people who list it in `groups`)."""
 
     id: str
+    """The group's name, as tiers and people name it."""
+    calendar: Calendar | None = None
+    """Working hours for tiers of this group with `clock: business`; required by those tiers."""
     slack_channel: str | None = Field(default=None, pattern=r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CG][A-Z0-9]{6,20})$")
     """Slack channel (`#it-desk-leads` or its id `C024BE91L`) approval requests for this group are posted to,
-    with Approve and Reject buttons."""
+    with Approve and Reject buttons (the bot must be in the channel)."""
 
 
 class Directory(_Strict):
@@ -151,7 +230,7 @@ class Directory(_Strict):
 
     people: list[Person] = Field(default_factory=list)
     groups: list[Group] = Field(default_factory=list)
-    """Per-group settings (Slack channel); a group needs no entry here to have members."""
+    """Settings of approver groups (calendar, Slack channel); a group needs no entry here to have members."""
     require_signatures: bool = True
     """Decisions count only when signed by a key in this directory. A deployment turns this off only
     explicitly (`require_signatures: false`); the audit record says whether each decision was signed."""
@@ -168,6 +247,20 @@ class Directory(_Strict):
 
     def by_slack_user(self, slack_user_id: str) -> Person | None:
         return next((p for p in self.people if p.slack_user_id and p.slack_user_id == slack_user_id), None)
+
+    def calendar(self, group_id: str) -> Calendar | None:
+        """The group's working hours, if it has any."""
+        g = self.group(group_id)
+        return g.calendar if g else None
+
+    @model_validator(mode="after")
+    def _unique_groups(self) -> "Directory":
+        seen: set[str] = set()
+        for g in self.groups:
+            if g.id in seen:
+                raise ValueError(f"group {g.id!r} is listed twice")
+            seen.add(g.id)
+        return self
 
 
 class PolicySet(_Strict):

@@ -22,7 +22,7 @@ from contracts.approval import (
     RequestStatus,
     Verdict,
 )
-from contracts.policy import ApprovalSpec, Directory
+from contracts.policy import Directory
 
 
 class ApprovalBook:
@@ -115,14 +115,18 @@ class ApprovalBook:
         req.decided_at = now
         return DecisionAnswer(accepted=True, request_id=req.id, status=req.status, reason=f"{req.status.value} by {person}")
 
-    def escalate(self, request_id: str, now: datetime) -> bool:
-        """The current tier's SLA expired: move to the next tier (True) or expire the request (False)."""
+    def escalate(self, request_id: str, now: datetime, deadline: datetime | None = None) -> bool:
+        """The current tier's SLA expired: move to the next tier (True) or expire the request (False).
+
+        `deadline` is the next tier's, when the caller computed it (a business-hours SLA); by default
+        the next tier's SLA runs on the wall clock from `now`.
+        """
         req = self.get(request_id)
         if req is None or req.terminal:
             return False
         if req.tier + 1 < len(req.approval.chain):
             req.tier += 1
-            req.deadline = now + req.approval.chain[req.tier].sla
+            req.deadline = deadline if deadline is not None else now + req.approval.chain[req.tier].sla
             req.escalations.append(req.group)
             return True
         req.status = RequestStatus.EXPIRED
@@ -131,6 +135,3 @@ class ApprovalBook:
         req.note = f"no decision within the SLA of any tier; safe default: {req.approval.safe_default.value}"
         return False
 
-
-def first_deadline(approval: ApprovalSpec, now: datetime) -> datetime:
-    return now + approval.chain[0].sla

@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from contracts.policy import Directory, PolicyBundle, PolicySet
+from contracts.policy import Clock, Directory, PolicyBundle, PolicySet
+from policies.hours import UnknownTimeZone, zone
 from policies.predicates import PredicateError, compile_predicate
 
 log = logging.getLogger("aifactory.policy")
@@ -84,10 +85,28 @@ def load_directory(path: Path, overlay: Path | None = None) -> Directory:
         data["people"] = _with_keys(data.get("people") or [], (extra or {}).get("people") or [], overlay)
         digest = hashlib.sha256((digest + extra_digest).encode()).hexdigest()
     try:
-        return Directory.model_validate({**data, "sha256": digest})
+        directory = Directory.model_validate({**data, "sha256": digest})
     except ValidationError as e:
         err = e.errors()[0]
-        raise PolicyFileError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        where = _describe_directory_loc(data, tuple(err["loc"]))
+        raise PolicyFileError(f"{path}: {where}: {err['msg'].removeprefix('Value error, ')}") from None
+    for i, group in enumerate(directory.groups):
+        if group.calendar is not None:
+            try:
+                zone(group.calendar.time_zone)
+            except UnknownTimeZone as e:
+                raise PolicyFileError(f"{path}: group {group.id!r} (groups[{i}]) field calendar.time_zone: {e}") from None
+    return directory
+
+
+def _describe_directory_loc(data: Any, loc: tuple) -> str:
+    """`group 'it-desk-leads' (groups[0]) field calendar.end`, or the plain location elsewhere."""
+    if len(loc) >= 2 and loc[0] == "groups" and isinstance(loc[1], int):
+        groups = data.get("groups") if isinstance(data, dict) else None
+        group = groups[loc[1]] if isinstance(groups, list) and loc[1] < len(groups) else None
+        group_id = group.get("id", "?") if isinstance(group, dict) else "?"
+        return f"group {group_id!r} (groups[{loc[1]}]) field {'.'.join(map(str, loc[2:])) or '(group)'}"
+    return ".".join(map(str, loc))
 
 
 def _with_keys(people: list[dict], extra: list[dict], overlay: Path) -> list[dict]:
@@ -107,14 +126,20 @@ def _with_keys(people: list[dict], extra: list[dict], overlay: Path) -> list[dic
 
 
 def check_groups(bundle: PolicyBundle, directory: Directory, path: Path) -> None:
-    """Every approver group a bundle names must have members in the directory."""
+    """Every approver group a bundle names must have members in the directory, and a calendar where a
+    tier counts business time."""
     chains = [("default_approval", bundle.default_approval)] + [
         (f"rule {r.id!r} field approval", r.approval) for r in bundle.rules if r.approval
     ]
     for where, spec in chains:
-        for tier in spec.chain:
+        for n, tier in enumerate(spec.chain):
             if not directory.members(tier.group):
                 raise PolicyFileError(f"{path}: {where}: approver group {tier.group!r} has no members in the directory")
+            if tier.clock is Clock.BUSINESS and directory.calendar(tier.group) is None:
+                raise PolicyFileError(
+                    f"{path}: bundle {bundle.name!r}: {where}.chain[{n}]: tier with clock business, but approver group"
+                    f" {tier.group!r} has no calendar in the directory (add it under groups: with a calendar)"
+                )
 
 
 class PolicyStore:

@@ -15,11 +15,15 @@ WORKFLOW_SAFE = sorted(
     [*REPO.glob("contracts/*.py"), *REPO.glob("workflows/*.py"), *REPO.glob("policies/*.py"),
      REPO / "activities/tools/catalog.py", *REPO.glob("activities/tools/*_tools.py")]
 )  # fmt: skip
-NOT_WORKFLOW_SAFE = {REPO / "policies/loader.py"}  # reads files; workflows never import it
+NOT_WORKFLOW_SAFE = {
+    REPO / "policies/loader.py",  # reads files; workflows never import it
+    REPO / "policies/hours.py",  # reads the time-zone database, which differs between machines
+}
 
 FORBIDDEN_IMPORTS = {
     "openai", "httpx", "sqlmodel", "sqlalchemy", "prometheus_client", "requests", "socket", "subprocess",
     "threading", "random", "secrets", "os", "time", "yaml", "activities.db", "activities.model", "policies.loader",
+    "zoneinfo", "policies.hours",
 }  # fmt: skip
 FORBIDDEN_CALLS = {
     ("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"), ("date", "today"), ("time", "time"),

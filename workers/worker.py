@@ -25,6 +25,7 @@ from activities.model.activity import HEARTBEAT_EVERY, ModelActivities
 from activities.model.endpoints import EndpointRegistry
 from activities.model.pricing import Pricing
 from activities.model.transcripts import TranscriptStore
+from activities.hours import compute_business_deadline
 from activities.notify import NotifyActivities
 from activities.slack import SlackSettings
 from activities.policy import PolicyActivities
@@ -109,6 +110,7 @@ class WorkerParts:
         switches = SwitchActivities(self.db_url)
         acts = [
             model.call_model, admissions.admit_run_activity, self.policies.resolve_policy, self.policies.resolve_directory, switches.check_kill_switch, notify.send_notification,
+            compute_business_deadline,
             *desk.activities(), *self.extra_activities,
         ]  # fmt: skip
         if self.audit is not None:

@@ -14,13 +14,13 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
 from temporalio.workflow import ActivityCancellationType
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError as ActivityCancelled
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
@@ -36,12 +36,12 @@ with workflow.unsafe.imports_passed_through():
     from contracts.budget import BudgetDecision, BudgetNote, EnvelopeRef
     from contracts.classes import SideEffect
     from contracts.control import Admission, Admitted, KillSwitchState, RunAdmission, RunAdmitted, StopAnswer, StopOrder, SwitchQuery, ToolResolution
-    from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, DecisionAnswer, Refusal, RequestStatus, Verdict
+    from contracts.approval import ApprovalDecision, ApprovalLedger, ApprovalRequest, BusinessDeadlineInput, BusinessDeadlineResult, DecisionAnswer, Refusal, RequestStatus, Verdict
     from contracts.notify import Notification
-    from contracts.policy import Directory, Outcome, PolicyDecision, PolicySet, SafeDefault, ToolCallFacts
+    from contracts.policy import Clock, Directory, Outcome, PolicyDecision, PolicySet, SafeDefault, Tier, ToolCallFacts
     from contracts.tools import ToolCallRecord, ToolContext, ToolOutcome
     from contracts import signing as S
-    from policies.approvals import ApprovalBook, first_deadline
+    from policies.approvals import ApprovalBook
     from policies.signatures import refusal as signature_refusal
     from policies.engine import evaluate
     from policies.grant import check_grant
@@ -73,6 +73,9 @@ WRITES_PARK_PATCH = "writes-park-v1"
 POLICY_GATE_PATCH = "policy-gate-v1"
 #: Patch id of the repeated-call and context breakers; a marker is written only by a run that trips one.
 BREAKERS_PATCH = "breakers-v1"
+#: Patch id of business-hours SLAs: a business-clock tier's deadline comes from a local activity (recorded
+#: in history, since zone data differs between machines). Wall-clock tiers never reach the patch check.
+BUSINESS_HOURS_PATCH = "business-hours-v1"
 #: Patch id of the kill-switch check at start, for runs whose starter did not set `kill_switch_check`.
 KILL_SWITCH_PATCH = "kill-switch-v1"
 #: Patch id of telling the agent's owner when a breaker trips or a kill switch stops a run.
@@ -932,11 +935,12 @@ class AgentWorkflow:
         """Park durably until a person decides, escalating tier by tier on timers; then the safe default."""
         assert decision.approval is not None
         now = workflow.now()
+        deadline = await self._tier_deadline(decision.approval.chain[0], now)
         request = self._book.open(
             ApprovalRequest(
                 id=f"{self._step}.{index}", tool=tool, arguments=arguments, rule_id=decision.rule_id,
                 reason=decision.reason, approval=decision.approval, requester=self._inp.requester if self._inp else "",
-                tenant=self._tenant, requested_at=now, deadline=first_deadline(decision.approval, now),
+                tenant=self._tenant, requested_at=now, deadline=deadline,
             )
         )  # fmt: skip
         event, subject = "requested", f"Approval needed: {tool} for {self._spec.name}"
@@ -960,7 +964,11 @@ class AgentWorkflow:
                     self._unlist_awaiting()
                 raise
             except asyncio.TimeoutError:
-                if self._book.escalate(request.id, workflow.now()):
+                now, nxt = workflow.now(), request.tier + 1
+                deadline = await self._tier_deadline(request.approval.chain[nxt], now) if nxt < len(request.approval.chain) else None
+                if request.terminal:  # decided while the next tier's deadline was being computed
+                    break
+                if self._book.escalate(request.id, now, deadline):
                     event = f"escalated_tier{request.tier + 1}"
                     subject = f"Escalated ({request.tier + 1}/{len(request.approval.chain)}): {tool} for {self._spec.name}"
                     continue
@@ -979,6 +987,31 @@ class AgentWorkflow:
             )  # fmt: skip
         self._unlist_awaiting()
         return request
+
+    async def _tier_deadline(self, tier: Tier, now: datetime) -> datetime:
+        """When `tier`, asked at `now`, escalates: wall-clock SLAs here; business-hours ones from the group's
+        calendar, computed by a local activity so the deadline is in history and replays on any zone data."""
+        calendar = self._policy.directory.calendar(tier.group) if self._policy else None
+        wall = now + tier.sla
+        # The patch check comes last: only a business-clock tier writes its marker, so histories of
+        # wall-clock tiers (all recorded before this change) replay command for command.
+        if tier.clock is not Clock.BUSINESS or calendar is None or not workflow.patched(BUSINESS_HOURS_PATCH):
+            return wall
+        try:
+            result = await workflow.execute_local_activity(
+                "compute_business_deadline", BusinessDeadlineInput(calendar=calendar, start=now, sla=tier.sla),
+                result_type=BusinessDeadlineResult, start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=[E.UNKNOWN_TIME_ZONE]),
+            )  # fmt: skip
+        except (ActivityError, ApplicationError) as e:  # a local activity's failure arrives unwrapped
+            cause = e.cause if isinstance(e, ActivityError) else e
+            if isinstance(cause, ActivityCancelled):
+                raise
+            # Waiting for working hours this worker cannot compute must not strand the request: the
+            # wall-clock SLA asks the next tier (or applies the safe default) sooner, never later.
+            workflow.logger.warning("business-hours deadline for group %s not computed, using the wall clock: %s", tier.group, cause)
+            return wall
+        return result.deadline
 
     def _unlist_awaiting(self) -> None:
         self._listed_awaiting = False

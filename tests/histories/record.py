@@ -18,7 +18,10 @@ in the run input (admission in the first model call), before the worker resolved
 releases itself: one approved after a refusal, one stopped by a kill switch while
 it waited for approval, and the last execution of one that continued as new;
 `resolved_*` ones were started thin, admitted by the worker (`admit_run`), before
-a write tool that runs out of retries parked the run for an operator.
+a write tool that runs out of retries parked the run for an operator;
+`business_hours_*` ones wait on a business-clock tier (its deadline from the
+`compute_business_deadline` local activity, behind `business-hours-v1`) and
+are approved with a signed decision.
 
 Each scenario runs on a throwaway dev server against the scripted model and
 writes `tests/histories/<scenario>.json`.
@@ -71,7 +74,15 @@ DECISIONS = {
     "admitted_approved_after_refusal": [("approve", "tom.becker"), ("approve", "maria.keller")],
 }
 
+#: Scenarios run under a bundle whose first tier counts business hours, approved by a signed decision.
+BUSINESS_HOURS = {"business_hours_approved": "maria.keller"}
+
 SCENARIOS: dict[str, list[Reply]] = {
+    "business_hours_approved": [
+        Reply.tool("lookup_requester", {"email": "jonas.berg@example.com"}),
+        Reply.tool("create_ticket", P1),
+        Reply.text(P1_FINAL),
+    ],
     "gated_approved_after_refusal": [
         Reply.tool("lookup_requester", {"email": "jonas.berg@example.com"}),
         Reply.tool("create_ticket", P1),
@@ -125,6 +136,17 @@ SCENARIOS: dict[str, list[Reply]] = {
 }
 
 
+def _business_hours_policy(tmp: Path) -> Path:
+    from tests.support.harness import write_policy
+
+    rule = {"id": "p1-needs-a-lead", "match": {"tools": ["create_ticket"], "when": "priority == 'P1'"}, "decision": "require_approval", "reason": "P1 pages on-call"}
+    calendar = {"time_zone": "Europe/Berlin", "holidays": ["2026-12-25"]}
+    return write_policy(
+        tmp / "pol", "hours", [{"id": "lookups", "match": {"tools": ["lookup_requester"]}, "decision": "allow", "reason": "read-only"}, rule],
+        [("it-desk-leads", 900, "business"), ("it-managers", 1800)], groups=[{"id": "it-desk-leads", "calendar": calendar}],
+    )  # fmt: skip
+
+
 async def record() -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(), search_attributes=search.ALL, data_converter=pydantic_data_converter
@@ -144,7 +166,10 @@ async def record() -> None:
                         conn.execute("DROP TABLE service_ticket")
                 if name in SWITCHED:
                     set_switch(db_url, SwitchScope.TENANT, "acme", reason="recorded", by="maria.keller")
-                async with factory_with(env.client, db_url, ScriptedModel(Turns(script))) as f:
+                policy_root, policy = None, {}
+                if name in BUSINESS_HOURS:
+                    policy_root, policy = _business_hours_policy(Path(tmp)), {"policy": "hours"}
+                async with factory_with(env.client, db_url, ScriptedModel(Turns(script)), policy_root=policy_root) as f:
                     if name in CONTINUED:
                         from contracts.run import AgentRunInput
 
@@ -153,7 +178,7 @@ async def record() -> None:
                                           requester="tom.becker", history_budget_events=CONTINUED[name])
                         )
                     else:
-                        run = await f.start(TICKET, run_key=name, requester="tom.becker")
+                        run = await f.start(TICKET, run_key=name, requester="tom.becker", **policy)
                     if name in STOPPED:
                         from contracts.control import StopOrder, StopAnswer
 
@@ -165,6 +190,11 @@ async def record() -> None:
                             await asyncio.sleep(0.05)
                         for verdict, person in DECISIONS[name]:
                             await run.handle.signal(verdict, ApprovalDecision(approver=person, note="recorded"))
+                    if name in BUSINESS_HOURS:
+                        while (await run.status()).approval is None:
+                            await asyncio.sleep(0.05)
+                        request = (await run.status()).approval
+                        await run.handle.signal("approve", f.signed(run.workflow_id, BUSINESS_HOURS[name], "approve", request.id, "recorded"))
                     try:
                         await run.result()
                     except RunFailed:

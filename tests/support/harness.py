@@ -213,18 +213,27 @@ async def history_json(handle: WorkflowHandle) -> str:
     return (await handle.fetch_history()).to_json()
 
 
-def write_policy(root: Path, name: str, rules: list[dict], chain: list[tuple[str, float]], safe_default: str = "deny") -> Path:
-    """A bundle and the shipped directory under `root`, for tests that need short SLAs."""
+def write_policy(
+    root: Path, name: str, rules: list[dict], chain: list[tuple], safe_default: str = "deny", groups: list[dict] | None = None
+) -> Path:
+    """A bundle and the shipped directory under `root`, for tests that need short SLAs.
+
+    A chain entry is `(group, sla)` or `(group, sla, clock)`; `groups` become the directory's `groups:`
+    (calendars, Slack channels)."""
     import shutil
 
     import yaml
 
     (root / "bundles").mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "policies" / "directory.yaml", root / "directory.yaml")
+    if groups is not None:
+        directory = yaml.safe_load((root / "directory.yaml").read_text())
+        (root / "directory.yaml").write_text(yaml.safe_dump({**directory, "groups": groups}, sort_keys=False))
+    tiers = [{"group": t[0], "sla": t[1], **({"clock": t[2]} if len(t) > 2 else {})} for t in chain]
     bundle = {
         "name": name,
         "version": "1.0.0",
-        "default_approval": {"chain": [{"group": g, "sla": s} for g, s in chain], "safe_default": safe_default},
+        "default_approval": {"chain": tiers, "safe_default": safe_default},
         "rules": rules,
     }
     (root / "bundles" / f"{name}.yaml").write_text(yaml.safe_dump(bundle))
