@@ -35,7 +35,7 @@ from activities.db import engine_for
 from contracts.notify import Notification
 
 #: Channel references the notifier posts to through Slack: `#name` or a channel id (`C024BE91L`).
-SLACK_CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{6,20})$")
+SLACK_CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{2,20})$")
 APPROVE, REJECT = "aifactory_approve", "aifactory_reject"
 #: Kinds whose message asks for a decision (buttons); the others report on a request.
 ASKING = ("approval_requested",)

@@ -220,7 +220,7 @@ class Group(_Strict):
     """The group's name, as tiers and people name it."""
     calendar: Calendar | None = None
     """Working hours for tiers of this group with `clock: business`; required by those tiers."""
-    slack_channel: str | None = Field(default=None, pattern=r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CG][A-Z0-9]{6,20})$")
+    slack_channel: str | None = Field(default=None, pattern=r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CG][A-Z0-9]{2,20})$")
     """Slack channel (`#it-desk-leads` or its id `C024BE91L`) approval requests for this group are posted to,
     with Approve and Reject buttons (the bot must be in the channel)."""
 
