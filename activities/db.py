@@ -1,7 +1,8 @@
 """The factory's SQL store: one engine per URL, SQLite embedded, PostgreSQL in production.
 
 Not workflow-safe (I/O). The URL is one setting (`AIFACTORY_DB_URL`); tables are
-declared with sqlmodel next to the code that owns them and created here.
+declared with sqlmodel next to the code that owns them and created here; tool
+families bring theirs (`ToolFamily.tables`).
 """
 
 from __future__ import annotations
@@ -60,7 +61,15 @@ def _import_tables() -> None:
     import activities.notify  # noqa: F401
     import activities.slack  # noqa: F401
     import activities.switches  # noqa: F401
-    import activities.tools.it_desk_activities  # noqa: F401
+    from activities.tools.families import installed_families
+
+    installed_families()  # each family's tables are declared with its activities
+
+
+def create_tables(url: str, tables) -> None:
+    """Create `tables` (SQLModel table classes) in the store at `url` where they are missing."""
+    if tables:
+        SQLModel.metadata.create_all(engine_for(url), tables=[t.__table__ for t in tables])
 
 
 def dispose_all() -> None:

@@ -1,7 +1,7 @@
 """Tool contracts: how a tool is declared, invoked and recorded.
 
 Workflow-safe. A tool is an activity with a pydantic input and output model; its
-`ToolDefinition` (in `activities.tools.catalog`) pairs those models with the
+`ToolDefinition` (in `contracts.catalog`) pairs those models with the
 metadata below, which the workflow reads to validate arguments and schedule the
 activity.
 """
@@ -24,7 +24,8 @@ class ToolMeta(BaseModel):
     model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")
-    """Tool name; also the activity name (wire API: never renamed once shipped)."""
+    """Tool name, as the model calls it (wire API: never renamed once shipped). The activity it
+    schedules is `ToolDefinition.activity_name` (`tool.<family>.<name>`, or a declared legacy name)."""
     description: str
     """What the tool does, as the model reads it."""
     side_effect: SideEffect

@@ -13,7 +13,7 @@ from tests.support.harness import REPO
 
 WORKFLOW_SAFE = sorted(
     [*REPO.glob("contracts/*.py"), *REPO.glob("workflows/*.py"), *REPO.glob("policies/*.py"),
-     REPO / "activities/tools/catalog.py", *REPO.glob("activities/tools/*_tools.py")]
+     *REPO.glob("activities/tools/*/declarations.py"), *REPO.glob("activities/tools/*_tools.py")]
 )  # fmt: skip
 NOT_WORKFLOW_SAFE = {
     REPO / "policies/loader.py",  # reads files; workflows never import it
@@ -86,3 +86,40 @@ def test_docstrings_say_workflow_safe():
             continue
         doc = ast.get_docstring(ast.parse(path.read_text())) or ""
         assert "workflow-safe" in doc.lower() or "workflow code" in doc.lower(), f"{path}: say whether it is workflow-safe"
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """Every module `path` imports, absolute or relative (resolved against its package)."""
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]) if node.level else ""
+            # `from .. import activities` names the module in its aliases.
+            modules = [node.module] if node.module else [a.name for a in node.names]
+            found += [(node.lineno, f"{base}.{m}".strip(".")) for m in modules]
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(REPO.glob("workflows/**/*.py")), ids=lambda p: str(p.relative_to(REPO)))
+def test_workflows_import_nothing_from_activities(path):
+    # Layering: workflows sit below activities. The tool catalog they read is `contracts.catalog`;
+    # activity references are scheduled by name, so no workflow module needs the activities package.
+    upward = [f"{path.relative_to(REPO)}:{line}: imports {name}" for line, name in imported_modules(path)
+              if name == "activities" or name.startswith(("activities.", "workers", "aifactory"))]  # fmt: skip
+    assert upward == []
+
+
+def test_the_layering_check_sees_relative_and_nested_imports():
+    probe = REPO / "workflows" / "_probe_upward.py"
+    probe.write_text(
+        "def f():\n    from activities.tools.catalog import CATALOG\nfrom . import agent\nfrom .. import activities\n"
+        "from .agent import AgentWorkflow\n"
+    )
+    try:
+        found = {name for _, name in imported_modules(probe)}
+    finally:
+        probe.unlink()
+    assert found == {"activities.tools.catalog", "workflows.agent", "activities"}

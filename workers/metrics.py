@@ -46,7 +46,7 @@ from temporalio.worker import (
 
 from activities.releases.registry import ReleaseRegistry
 from activities.switches import switch_history
-from activities.tools.catalog import CATALOG
+from activities.tools.catalog import tool_for_activity
 from contracts.tools import ToolContext
 from workers.agent_info import AgentInfoCollector
 
@@ -205,11 +205,13 @@ class _ActivityMetrics(ActivityInboundInterceptor):
                 if record.decision is not None:
                     self.m.policy_decisions.labels(*run, record.decision.outcome.value).inc()
 
-    def _tool_call(self, tool: str, ctx: ToolContext, error: BaseException | None, seconds: float) -> None:
+    def _tool_call(self, kind: str, ctx: ToolContext, error: BaseException | None, seconds: float) -> None:
         run = (ctx.agent, ctx.agent_version or "unknown", ctx.tenant)
+        # Labelled by the tool's short name, as the run's records are, not by its activity name.
+        definition = tool_for_activity(kind)
+        tool = definition.name if definition is not None else kind
         self.m.tool_latency.labels(*run, tool).observe(seconds)
         # One count per call, on the attempt that ends it: success, a non-retryable error, or the last attempt.
-        definition = CATALOG.get(tool)
         last = definition is not None and activity.info().attempt >= definition.meta.max_attempts
         if error is None or last or (isinstance(error, ApplicationError) and error.non_retryable):
             self.m.tool_calls.labels(*run, tool, "ok" if error is None else "failed").inc()

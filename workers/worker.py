@@ -33,8 +33,9 @@ from activities.switches import SwitchActivities
 from activities.codec_keys import register_codec_keys
 from workers.codec import EncryptionCodec, for_workers
 from workers.metrics import FactoryMetrics, MetricsInterceptor
-from activities.tools.catalog import CATALOG
-from activities.tools.it_desk_activities import ItDeskActivities
+from activities.db import create_tables
+from activities.tools.families import ToolFamily, installed_families
+from contracts.catalog import CATALOG
 from activities.audit.activity import AuditActivities
 from workflows.agent import AgentWorkflow
 from workflows.audit_export import AuditExportWorkflow
@@ -43,12 +44,11 @@ from workflows.audit_witness import AuditWitnessWorkflow
 log = logging.getLogger("aifactory.worker")
 
 #: Modules the workflow sandbox shares with the worker instead of re-importing per run:
-#: deterministic, side-effect-free code (contracts, pure policies, tool declarations, jsonschema).
+#: deterministic, side-effect-free code (contracts, pure policies, jsonschema). Each tool family's
+#: declarations module is added to these by `sandbox_runner` (`ToolFamily.sandbox_modules`).
 PASSTHROUGH_MODULES = (
     "contracts",
     "policies",
-    "activities.tools.catalog",
-    "activities.tools.it_desk_tools",
     "workers.metrics",
     "prometheus_client",
     "jsonschema",
@@ -63,8 +63,16 @@ PASSTHROUGH_MODULES = (
 WORKFLOWS = [AgentWorkflow, AuditExportWorkflow, AuditWitnessWorkflow]
 
 
+def passthrough_modules(families: list[ToolFamily] | None = None) -> tuple[str, ...]:
+    """`PASSTHROUGH_MODULES` and every tool family's declarations, the one list the sandbox shares."""
+    families = installed_families() if families is None else families
+    return (*PASSTHROUGH_MODULES, *(m for f in families for m in f.sandbox_modules))
+
+
 def sandbox_runner() -> SandboxedWorkflowRunner:
-    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES))
+    """The sandboxed runner, with the tool families loaded so the workflow finds their tools in the catalog."""
+    modules = passthrough_modules()
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules))
 
 
 def sandbox_enabled(env: dict[str, str] | None = None) -> bool:
@@ -105,20 +113,27 @@ class WorkerParts:
         """The activities of one worker; `budget` is its envelope ledger (leases are per worker)."""
         admissions = Admissions(self.db_url, self.policies, self.releases)
         model = ModelActivities(self.endpoints, TranscriptStore(self.db_url), self.pricing, budget or BudgetLedger(self.db_url), admissions)
-        desk = ItDeskActivities(self.db_url)
         notify = NotifyActivities(self.db_url, self.webhook_url, self.slack)
         switches = SwitchActivities(self.db_url)
         acts = [
             model.call_model, admissions.admit_run_activity, self.policies.resolve_policy, self.policies.resolve_directory, switches.check_kill_switch, notify.send_notification,
             compute_business_deadline,
-            *desk.activities(), *self.extra_activities,
+            *self.tool_activities(), *self.extra_activities,
         ]  # fmt: skip
         if self.audit is not None:
             acts += [self.audit.export_audit, self.audit.enforce_audit_retention]
         names = {getattr(a, "__temporal_activity_definition").name for a in acts}
-        missing = sorted(set(CATALOG) - names)
+        missing = sorted(d.name for d in CATALOG.values() if d.activity_name not in names)
         if missing:
             log.warning("tools declared without an implementation on this worker: %s", ", ".join(missing))
+        return acts
+
+    def tool_activities(self) -> list:
+        """Every installed tool family's activities, with the family's tables created in this database."""
+        acts: list = []
+        for family in installed_families():
+            create_tables(self.db_url, family.tables)  # a family installed after the store was first opened
+            acts += family.activities(self.db_url)
         return acts
 
 

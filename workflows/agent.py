@@ -25,7 +25,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
-    from activities.tools.catalog import CATALOG, ArgumentsRejected, ToolDefinition
+    from contracts.catalog import CATALOG, ArgumentsRejected, ToolDefinition
     from contracts import errors as E
     from contracts import payloads
     from contracts import search
@@ -726,7 +726,8 @@ class AgentWorkflow:
             try:
                 result = await self._cancellable(
                     workflow.start_activity(
-                        name,
+                        # The short name is the model's; history records the declared activity name.
+                        definition.activity_name,
                         args=[ctx, args],
                         result_type=definition.result_model,
                         start_to_close_timeout=meta.start_to_close,
