@@ -29,8 +29,17 @@ class CuttableProxy:
 
     def __exit__(self, *exc) -> None:
         self.cut()
+        self._run(self._settle())  # the links' tasks end here, not when the loop is garbage-collected
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    async def _settle(self) -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _run(self, coro) -> None:
         asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
