@@ -38,7 +38,7 @@ from temporalio.api.history.v1 import History
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.db import dispose_all
 from activities.keys import KeyRing
@@ -303,9 +303,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             sides = Sides(bare_client, factory_client, releases, release, bare_queue, 2 * k + 1)
             factory_worker = build_worker(
                 factory_client, factory_queue, WorkerParts(db_url=db_url, releases=releases, endpoints=endpoints, metrics=FactoryMetrics()),
-                sandboxed=args.factory_sandbox,
+                sandboxed=args.sandbox,
             )
-            bare_worker = Worker(bare_client, task_queue=bare_queue, workflows=[BareWorkflow], activities=[noop])
+            # Like against like: the bare side runs on the same workflow runner as the factory side.
+            bare_runner = {} if args.sandbox else {"workflow_runner": UnsandboxedWorkflowRunner()}
+            bare_worker = Worker(bare_client, task_queue=bare_queue, workflows=[BareWorkflow], activities=[noop], **bare_runner)
             async with factory_worker, bare_worker:
                 return await measure(args, sides, Meter(server, model.pid))
         finally:
@@ -340,7 +342,7 @@ async def measure(args: argparse.Namespace, sides: Sides, meter: Meter) -> dict[
     out: dict[str, Any] = {
         "runs": args.runs, "steps": k, "activities_per_run": 2 * k + 1, "rounds": args.rounds,
         "concurrency": args.concurrency, "server_store": "memory" if args.in_memory else "sqlite-wal",
-        "factory_runner": "sandboxed" if args.factory_sandbox else "unsandboxed (production default)",
+        "workflow_runner": "sandboxed, both sides" if args.sandbox else "unsandboxed, both sides (production default)",
         "model": "in-process" if args.model_in_process else "child-process",
         "codec": "aes-gcm, both sides" if args.codec else "off",
         "bytecode_cache": _bytecode_cached(agent_module),
@@ -380,7 +382,7 @@ def report(out: dict[str, Any]) -> None:
         f"\nagent overhead: {out['runs']} runs x {out['rounds']} rounds per side, K={k} tool steps "
         f"({out['activities_per_run']} activities/run), {out['concurrency']} in flight, "
         f"server store {out['server_store']}, model {out['model']}, "
-        f"workflow runner: factory {out.get('factory_runner', '?')}, bare sandboxed (temporalio default), "
+        f"workflow runner: {out.get('workflow_runner', '?')}, "
         f"payload encryption {out.get('codec', 'off')}"
     )
     print(f"{'side':<8} {'runs/s':>7} {'p50 s':>6} {'p95 s':>6}   CPU ms/run: {'worker':>6} {'server':>6} {'model':>6}   rounds")
@@ -424,9 +426,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-envelope", action="store_true", help="run the agent without its cost envelope (to see what the ledger costs)")
     p.add_argument("--codec", action="store_true", help="encrypt both sides' payloads with the factory's AES-GCM codec (factory workers do by default)")
     p.add_argument(
-        "--factory-sandbox", action="store_true",
-        help="run the factory's workflows in Temporal's sandbox too (production workers run them unsandboxed "
-        "unless AIFACTORY_WORKFLOW_SANDBOX=1; the bare side always uses temporalio's default, the sandbox)",
+        "--sandbox", "--factory-sandbox", dest="sandbox", action="store_true",
+        help="run both sides' workflows in Temporal's sandbox (by default both run unsandboxed, as production "
+        "workers do unless AIFACTORY_WORKFLOW_SANDBOX=1)",
     )
     report(asyncio.run(bench(p.parse_args(argv))))
 
