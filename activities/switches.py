@@ -23,6 +23,7 @@ from contracts.control import KillSwitchState, SwitchQuery, SwitchScope
 from contracts.policy import Directory
 from contracts.signing import SWITCH_LIFT, Signature, switch_body
 from policies.signatures import refusal
+from contracts.errors import FactoryError
 
 log = logging.getLogger("aifactory.switches")
 
@@ -58,7 +59,7 @@ class SwitchLiftProof(SQLModel, table=True):
     """The `Signature` as JSON, over `switch_body(scope, target, reason)` for run id `switch/<id>`."""
 
 
-class SwitchError(ValueError):
+class SwitchError(FactoryError, ValueError):
     """A switch request that cannot be carried out; the message says why."""
 
 

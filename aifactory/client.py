@@ -5,7 +5,8 @@ the business input (optionally a version pin and labels): the worker resolves
 everything that governs the run. The client checks the input against the
 agent's input schema before anything starts, where it can see the agent, and a
 refused input raises `RunInputRejected` with one sentence per problem, naming
-the field. A run's workflow id is its business key
+the field. A failed run raises the `RunFailed` subclass named by its failure type
+(`StepLimitExceeded`, `PolicyDenied`, ...: the tree is in `aifactory.errors`). A run's workflow id is its business key
 (`agent/<name>/<tenant>/<run key>`), so starting the same run twice returns the
 first run instead of starting another.
 
@@ -38,6 +39,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.releases.gate import check_agent
 from activities.releases.loader import AgentNotFound, find_agent
 from activities.releases.registry import ReleaseRefused, ReleaseRegistry
+from aifactory.errors import AgentNotAdmitted, ApprovalRefused, RunFailed, RunInputRejected, RunRefused, run_failed
 from aifactory.signing import Signer, signing_folders
 from contracts import search
 from contracts import signing as S
@@ -61,43 +63,11 @@ from workflows.agent import AgentWorkflow
 WEDGED_ATTEMPTS = 3
 
 
-class RunInputRejected(ValueError):
-    """The run was not started: its input, tenant or run key is invalid."""
-
-    def __init__(self, agent: str, problems: list[str]) -> None:
-        self.agent = agent
-        self.problems = problems
-        super().__init__(f"run input for agent {agent!r} rejected: " + "; ".join(problems))
-
-
-class AgentNotAdmitted(ValueError):
-    """The agent fails the admission gate (`aifactory check`)."""
-
-
-class RunFailed(RuntimeError):
-    """The run ended without a result; `type` is the typed failure (see contracts.errors)."""
-
-    def __init__(self, workflow_id: str, type_: str | None, message: str, details: RunFailure | None = None) -> None:
-        self.workflow_id = workflow_id
-        self.type = type_
-        self.details = details
-        """Where the run stopped: its step, usage, and the tool calls that ran nothing at the end."""
-        super().__init__(f"run {workflow_id} failed ({type_ or 'error'}): {message}")
-
-
 def _failure_details(error: ApplicationError) -> RunFailure | None:
     try:
         return RunFailure.model_validate(error.details[0]) if error.details else None
     except ValidationError:
         return None
-
-
-class RunRefused(PermissionError):
-    """A kill switch is on for this agent or tenant: no new run starts. The message names the switch."""
-
-
-class ApprovalRefused(PermissionError):
-    """The run refused the decision (not authorized, already decided, expired); the reason says which."""
 
 
 @dataclass
@@ -116,6 +86,7 @@ class RunHandle:
     handle: WorkflowHandle
 
     async def result(self) -> AgentRunResult:
+        """The run's result, or the `RunFailed` subclass named by its failure type (`aifactory.errors`)."""
         try:
             return await self.handle.result()
         except WorkflowFailureError as e:
@@ -123,7 +94,7 @@ class RunHandle:
             while cause is not None and not isinstance(cause, ApplicationError) and cause.__cause__ is not None:
                 cause = cause.__cause__
             if isinstance(cause, ApplicationError):
-                raise RunFailed(self.workflow_id, cause.type, cause.message, _failure_details(cause)) from None
+                raise run_failed(self.workflow_id, cause.type, cause.message, _failure_details(cause)) from None
             raise RunFailed(self.workflow_id, None, str(e.cause or e)) from None
 
     async def status(self) -> RunStatus:

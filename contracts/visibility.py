@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 from contracts.agent import AGENT_NAME
 from contracts.run import TENANT
+from contracts.errors import FactoryError
 
 GROUP = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/#@+-]{0,254}$")
@@ -34,7 +35,7 @@ NAMES = {"AgentName": "agent", "Tenant": "tenant", "ApprovalGroup": "approver gr
          "WorkflowType": "workflow type", "AgentVersion": "version", "ExecutionStatus": "status"}  # fmt: skip
 
 
-class QueryValueRejected(ValueError):
+class QueryValueRejected(FactoryError, ValueError):
     """A value that may not go into a visibility query; the message names it and what was expected."""
 
 
