@@ -54,6 +54,7 @@ from contracts.control import KillSwitchState, StopAnswer, StopOrder, SwitchScop
 from contracts.errors import RELEASE_UNKNOWN
 from contracts.run import AgentRunInput, AgentRunResult, RunFailure, RunStatus, run_workflow_id
 from contracts.schema import schema_problems
+from contracts.wire import Query, Update
 from policies.loader import policies_dir
 from workers.settings import Settings, connect
 from workflows.agent import AgentWorkflow
@@ -98,7 +99,7 @@ class RunHandle:
             raise RunFailed(self.workflow_id, None, str(e.cause or e)) from None
 
     async def status(self) -> RunStatus:
-        return await self.handle.query("status", result_type=RunStatus)
+        return await self.handle.query(Query.STATUS, result_type=RunStatus)
 
     async def execution_status(self) -> WorkflowExecutionStatus | None:
         return (await self.handle.describe()).status
@@ -273,13 +274,13 @@ class FactoryClient:
         handle = self.client.get_workflow_handle(workflow_id)
         try:
             if request_id is None and self.signer is not None:  # a signature binds the decision to one request
-                ledger = await handle.query("approvals", result_type=ApprovalLedger)
+                ledger = await handle.query(Query.APPROVALS, result_type=ApprovalLedger)
                 pending = [r for r in ledger.requests if r.status.value == "pending"]
                 request_id = pending[0].id if pending else (ledger.requests[-1].id if ledger.requests else None)
             decision = ApprovalDecision(approver=person, note=note, request_id=request_id, verdict=Verdict(verdict))
             body = S.approval_body(decision.request_id, decision.verdict.value, decision.note)
             decision.signature = self._sign(S.APPROVAL, workflow_id, person, body, evidence)
-            return await handle.execute_update("decide_approval", decision, result_type=DecisionAnswer)
+            return await handle.execute_update(Update.DECIDE_APPROVAL, decision, result_type=DecisionAnswer)
         except (RPCError, WorkflowUpdateFailedError) as e:
             raise _refusal(ApprovalRefused, workflow_id, e, "; nothing is waiting for a decision") from None
 
@@ -288,7 +289,7 @@ class FactoryClient:
         query = V.all_of(V.eq("AwaitingApproval", True), V.eq("ExecutionStatus", "Running"), V.eq("ApprovalGroup", group) if group is not None else "")
         out: list[PendingApproval] = []
         async for wf in self.client.list_workflows(query):
-            ledger = await self.client.get_workflow_handle(wf.id).query("approvals", result_type=ApprovalLedger)
+            ledger = await self.client.get_workflow_handle(wf.id).query(Query.APPROVALS, result_type=ApprovalLedger)
             attrs = wf.typed_search_attributes
             for request in ledger.requests:
                 if request.status.value == "pending" and (group is None or request.group == group):
@@ -304,7 +305,7 @@ class FactoryClient:
         handle = self.client.get_workflow_handle(workflow_id)
         try:
             resolution = ToolResolution(action=action, by=by, reason=reason, signature=self._sign(S.TOOL, workflow_id, by, S.tool_body(action, reason)))
-            return await handle.execute_update("resolve_tool", resolution, result_type=StopAnswer)
+            return await handle.execute_update(Update.RESOLVE_TOOL, resolution, result_type=StopAnswer)
         except (RPCError, WorkflowUpdateFailedError) as e:
             raise _refusal(RunRefused, workflow_id, e) from None
 
@@ -349,7 +350,7 @@ class FactoryClient:
                     if pending.attempt >= WEDGED_ATTEMPTS:
                         return await terminate(wid, f"its workflow task failed {pending.attempt - 1} times, so it cannot take a stop order")
                     signed = order.model_copy(update={"signature": self._sign(S.STOP, wid, by, S.stop_body(reason, switch.id))})
-                    answer = await handle.execute_update("stop", signed, result_type=StopAnswer, rpc_timeout=timedelta(seconds=15))
+                    answer = await handle.execute_update(Update.STOP, signed, result_type=StopAnswer, rpc_timeout=timedelta(seconds=15))
                     if answer.acknowledged:
                         report.stopped.append(wid)
                 except RPCError as e:
@@ -412,10 +413,10 @@ class FactoryClient:
         taken = []
         async for wf in self.client.list_workflows(running_runs_query(agent=agent, tenant=tenant)):
             handle = self.client.get_workflow_handle(wf.id)
-            status = await handle.query("status", result_type=RunStatus)
+            status = await handle.query(Query.STATUS, result_type=RunStatus)
             if status.state.value == "awaiting_budget":
                 signed = decision.model_copy(update={"signature": self._sign(S.BUDGET, wf.id, decision.by, S.budget_body(decision.action, decision.note))})
-                answer = await handle.execute_update("budget_decision", signed, result_type=StopAnswer)
+                answer = await handle.execute_update(Update.BUDGET_DECISION, signed, result_type=StopAnswer)
                 if answer.acknowledged:
                     taken.append(wf.id)
         return taken
@@ -431,10 +432,13 @@ def _refusal(kind: type[Exception], workflow_id: str, e: Exception, idle: str = 
 
 def running_runs_query(*, agent: str | None = None, tenant: str | None = None) -> str:
     """Visibility query for the agent runs in flight, of one agent and/or tenant, or all of them
-    (each value checked against its grammar: `QueryValueRejected` names one that is not)."""
+    (each value checked against its grammar: `QueryValueRejected` names one that is not).
+
+    An agent run is one that carries `AgentName` (set at start, corrected by the worker), whatever
+    its workflow type: a type is an implementation name, the agent is what an operator means."""
     return V.all_of(
-        V.eq("WorkflowType", "AgentWorkflow"), V.eq("ExecutionStatus", "Running"),
-        V.eq("AgentName", agent) if agent is not None else "", V.eq("Tenant", tenant) if tenant is not None else "",
+        V.eq("AgentName", agent) if agent is not None else V.present("AgentName"), V.eq("ExecutionStatus", "Running"),
+        V.eq("Tenant", tenant) if tenant is not None else "",
     )  # fmt: skip
 
 

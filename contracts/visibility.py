@@ -12,8 +12,8 @@ import re
 from datetime import datetime, timezone
 
 from contracts.agent import AGENT_NAME
-from contracts.run import TENANT
 from contracts.errors import FactoryError
+from contracts.run import TENANT
 
 GROUP = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/#@+-]{0,254}$")
@@ -57,6 +57,13 @@ def eq(field: str, value: str | bool) -> str:
     if isinstance(value, bool):
         return f"{field} = {'true' if value else 'false'}"
     return f"{field} = {quote(check(field, value))}"
+
+
+def present(field: str) -> str:
+    """`AgentName IS NOT NULL`: the runs that carry `field` (a field of `FIELDS`, never a caller's string)."""
+    if field not in FIELDS:
+        raise QueryValueRejected(f"{field!r} is not a search attribute a query may test")
+    return f"{field} IS NOT NULL"
 
 
 def at_least(field: str, moment: datetime) -> str:
