@@ -26,6 +26,7 @@ from activities.releases.registry import ReleaseRefused, ReleaseRegistry
 from activities.switches import active_switch
 from contracts import errors as E
 from contracts.control import Admission, Admitted, RunAdmission, RunAdmitted, StartRefusal
+from contracts.wire import Activity
 
 
 class Admissions:
@@ -73,6 +74,6 @@ class Admissions:
             return RunAdmitted(release=release.pinned(), refused=StartRefusal(type=E.POLICY_FILE_ERROR, message=f"policy {spec.policy!r} could not be loaded: {e.message}"))
         return RunAdmitted(release=release.pinned(), policy=policy)
 
-    @activity.defn(name="admit_run")
+    @activity.defn(name=Activity.ADMIT_RUN)
     async def admit_run_activity(self, ask: RunAdmission) -> RunAdmitted:
         return await asyncio.to_thread(self.admit_run, ask)

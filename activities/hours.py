@@ -13,10 +13,11 @@ from temporalio.exceptions import ApplicationError
 
 from contracts.approval import BusinessDeadlineInput, BusinessDeadlineResult
 from contracts.errors import UNKNOWN_TIME_ZONE
+from contracts.wire import Activity
 from policies.hours import UnknownTimeZone, business_deadline
 
 
-@activity.defn(name="compute_business_deadline")
+@activity.defn(name=Activity.COMPUTE_BUSINESS_DEADLINE)
 async def compute_business_deadline(inp: BusinessDeadlineInput) -> BusinessDeadlineResult:
     try:
         return BusinessDeadlineResult(deadline=business_deadline(inp.calendar, inp.start, inp.sla))

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from contracts.errors import FactoryError
 
 
-class KeyRingError(Exception):
+class KeyRingError(FactoryError):
     """The key ring is missing, malformed, or lacks the key a payload names."""
 
 

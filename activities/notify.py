@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError
 from activities.db import engine_for
 from activities.slack import SlackDelivery, SlackSettings, is_slack_channel
 from contracts.notify import Notification, NotificationReceipt
+from contracts.wire import Activity
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -70,7 +71,7 @@ class NotifyActivities:
         if self._slack is not None:
             await self._slack.aclose()
 
-    @activity.defn(name="send_notification")
+    @activity.defn(name=Activity.SEND_NOTIFICATION)
     async def send_notification(self, n: Notification) -> NotificationReceipt:
         row, first = await asyncio.to_thread(self._record, n)
         targets = self._targets(n)

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from contracts.errors import POLICY_FILE_ERROR
 from contracts.policy import Directory, PolicySet
+from contracts.wire import Activity
 from policies.loader import PolicyFileError, PolicyStore
 
 log = logging.getLogger("aifactory.policy")
@@ -38,12 +39,12 @@ class PolicyActivities:
             message = str(e).replace(f"{self.store.root}{os.sep}", "").replace(str(self.store.root), "policies")
             raise ApplicationError(message, type=POLICY_FILE_ERROR, non_retryable=True) from None
 
-    @activity.defn(name="resolve_directory")
+    @activity.defn(name=Activity.RESOLVE_DIRECTORY)
     async def resolve_directory(self, name: str) -> Directory:
         """The approver directory as this worker has it now (with the keys and revocations since the run
         began): a run reads it to check a decision's signature and its signer's standing."""
         return self.policy_set(name).directory
 
-    @activity.defn(name="resolve_policy")
+    @activity.defn(name=Activity.RESOLVE_POLICY)
     async def resolve_policy(self, name: str) -> PolicySet:
         return self.policy_set(name)

@@ -19,9 +19,11 @@ from sqlmodel import Field, Session, SQLModel, or_, select
 from temporalio import activity
 
 from activities.db import engine_for
+from contracts.errors import FactoryError
 from contracts.control import KillSwitchState, SwitchQuery, SwitchScope
 from contracts.policy import Directory
 from contracts.signing import SWITCH_LIFT, Signature, switch_body
+from contracts.wire import Activity
 from policies.signatures import refusal
 
 log = logging.getLogger("aifactory.switches")
@@ -58,7 +60,7 @@ class SwitchLiftProof(SQLModel, table=True):
     """The `Signature` as JSON, over `switch_body(scope, target, reason)` for run id `switch/<id>`."""
 
 
-class SwitchError(ValueError):
+class SwitchError(FactoryError, ValueError):
     """A switch request that cannot be carried out; the message says why."""
 
 
@@ -161,6 +163,6 @@ class SwitchActivities:
     def __init__(self, db_url: str) -> None:
         self.db_url = db_url
 
-    @activity.defn(name="check_kill_switch")
+    @activity.defn(name=Activity.CHECK_KILL_SWITCH)
     async def check_kill_switch(self, query: SwitchQuery) -> KillSwitchState | None:
         return await asyncio.to_thread(active_switch, self.db_url, query.agent, query.tenant)

@@ -30,9 +30,10 @@ from activities.audit.query import CALL_COLUMNS, CallFilter, find_calls, retire_
 from activities.audit.verify import verify
 from contracts.audit import Decision
 from workers.settings import Settings, connect
+from aifactory.errors import FactoryError
 
 
-class AuditCliError(Exception):
+class AuditCliError(FactoryError):
     """A clear one-line refusal."""
 
 

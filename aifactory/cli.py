@@ -27,7 +27,7 @@ Not workflow-safe.
 
 Exit codes: 0 done; 1 the command ran and reports a failure (an agent refused by the gate, a
 failed run, a refused decision, tampering), or an error this CLI does not know, with its
-traceback; 2 a clear refusal, in one sentence; 3 Temporal cannot be reached; 130 Ctrl-C;
+traceback; 2 a clear refusal, in one sentence (any `FactoryError`, see aifactory.errors); 3 Temporal cannot be reached; 130 Ctrl-C;
 141 the reader of the output went away (`| head`), as for any command stopped by SIGPIPE.
 """
 
@@ -50,20 +50,15 @@ from temporalio.service import RPCError, RPCStatusCode
 from aifactory import audit_cli, control_cli, keys_cli, model_cli
 from aifactory.gateway import cli as gateway_cli
 from aifactory.slack import cli as slack_cli
-from workers.local_model import ModelInstallError
 from activities.releases.gate import check_agent, check_all
-from aifactory.client import AgentNotAdmitted, ApprovalRefused, FactoryClient, RunFailed, RunInputRejected, RunRefused
-from activities.switches import SwitchError
-from activities.releases.loader import AgentNotFound, discover, find_agent
-from activities.keys import KeyRingError
-from aifactory.signing import SigningKeyError
-from aifactory.stack_lock import StackRunning
-from contracts.visibility import QueryValueRejected
+from aifactory.client import FactoryClient
+from aifactory.errors import ApprovalRefused, FactoryError, RunFailed
+from activities.releases.loader import discover, find_agent
 from workers.runtime import command_runtime
-from workers.settings import FactoryHomeNotFound, Settings
+from workers.settings import Settings
 
 
-class CliError(Exception):
+class CliError(FactoryError):
     """A clear, one-line refusal (exit code 2)."""
 
 
@@ -432,9 +427,7 @@ def _run(args: argparse.Namespace) -> int:
             result = asyncio.run(result)
         sys.stdout.flush()  # a reader that went away shows here, not as an error at exit
         return int(result or 0)
-    except (CliError, audit_cli.AuditCliError, model_cli.ModelCliError, control_cli.ControlCliError, ModelInstallError, RunRefused, SwitchError, KeyRingError, RunInputRejected,
-            AgentNotAdmitted, AgentNotFound, FactoryHomeNotFound, StackRunning, QueryValueRejected, gateway_cli.GatewayCliError,
-            keys_cli.KeysCliError, slack_cli.SlackCliError, SigningKeyError) as e:
+    except FactoryError as e:  # every clear refusal, from any floor, is one (`aifactory.errors`)
         print(f"aifactory {args.command}: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # before ConnectionError, its base class: the reader left, not the server

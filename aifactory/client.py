@@ -5,7 +5,8 @@ the business input (optionally a version pin and labels): the worker resolves
 everything that governs the run. The client checks the input against the
 agent's input schema before anything starts, where it can see the agent, and a
 refused input raises `RunInputRejected` with one sentence per problem, naming
-the field. A run's workflow id is its business key
+the field. A failed run raises the `RunFailed` subclass named by its failure type
+(`StepLimitExceeded`, `PolicyDenied`, ...: the tree is in `aifactory.errors`). A run's workflow id is its business key
 (`agent/<name>/<tenant>/<run key>`), so starting the same run twice returns the
 first run instead of starting another.
 
@@ -38,6 +39,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.releases.gate import check_agent
 from activities.releases.loader import AgentNotFound, find_agent
 from activities.releases.registry import ReleaseRefused, ReleaseRegistry
+from aifactory.errors import AgentNotAdmitted, ApprovalRefused, RunFailed, RunInputRejected, RunRefused, run_failed
 from aifactory.signing import Signer, signing_folders
 from contracts import search
 from contracts import signing as S
@@ -52,6 +54,7 @@ from contracts.control import KillSwitchState, StopAnswer, StopOrder, SwitchScop
 from contracts.errors import RELEASE_UNKNOWN
 from contracts.run import AgentRunInput, AgentRunResult, RunFailure, RunStatus, run_workflow_id
 from contracts.schema import schema_problems
+from contracts.wire import Query, Update
 from policies.loader import policies_dir
 from workers.settings import Settings, connect
 from workflows.agent import AgentWorkflow
@@ -61,43 +64,11 @@ from workflows.agent import AgentWorkflow
 WEDGED_ATTEMPTS = 3
 
 
-class RunInputRejected(ValueError):
-    """The run was not started: its input, tenant or run key is invalid."""
-
-    def __init__(self, agent: str, problems: list[str]) -> None:
-        self.agent = agent
-        self.problems = problems
-        super().__init__(f"run input for agent {agent!r} rejected: " + "; ".join(problems))
-
-
-class AgentNotAdmitted(ValueError):
-    """The agent fails the admission gate (`aifactory check`)."""
-
-
-class RunFailed(RuntimeError):
-    """The run ended without a result; `type` is the typed failure (see contracts.errors)."""
-
-    def __init__(self, workflow_id: str, type_: str | None, message: str, details: RunFailure | None = None) -> None:
-        self.workflow_id = workflow_id
-        self.type = type_
-        self.details = details
-        """Where the run stopped: its step, usage, and the tool calls that ran nothing at the end."""
-        super().__init__(f"run {workflow_id} failed ({type_ or 'error'}): {message}")
-
-
 def _failure_details(error: ApplicationError) -> RunFailure | None:
     try:
         return RunFailure.model_validate(error.details[0]) if error.details else None
     except ValidationError:
         return None
-
-
-class RunRefused(PermissionError):
-    """A kill switch is on for this agent or tenant: no new run starts. The message names the switch."""
-
-
-class ApprovalRefused(PermissionError):
-    """The run refused the decision (not authorized, already decided, expired); the reason says which."""
 
 
 @dataclass
@@ -116,6 +87,7 @@ class RunHandle:
     handle: WorkflowHandle
 
     async def result(self) -> AgentRunResult:
+        """The run's result, or the `RunFailed` subclass named by its failure type (`aifactory.errors`)."""
         try:
             return await self.handle.result()
         except WorkflowFailureError as e:
@@ -123,11 +95,11 @@ class RunHandle:
             while cause is not None and not isinstance(cause, ApplicationError) and cause.__cause__ is not None:
                 cause = cause.__cause__
             if isinstance(cause, ApplicationError):
-                raise RunFailed(self.workflow_id, cause.type, cause.message, _failure_details(cause)) from None
+                raise run_failed(self.workflow_id, cause.type, cause.message, _failure_details(cause)) from None
             raise RunFailed(self.workflow_id, None, str(e.cause or e)) from None
 
     async def status(self) -> RunStatus:
-        return await self.handle.query("status", result_type=RunStatus)
+        return await self.handle.query(Query.STATUS, result_type=RunStatus)
 
     async def execution_status(self) -> WorkflowExecutionStatus | None:
         return (await self.handle.describe()).status
@@ -302,13 +274,13 @@ class FactoryClient:
         handle = self.client.get_workflow_handle(workflow_id)
         try:
             if request_id is None and self.signer is not None:  # a signature binds the decision to one request
-                ledger = await handle.query("approvals", result_type=ApprovalLedger)
+                ledger = await handle.query(Query.APPROVALS, result_type=ApprovalLedger)
                 pending = [r for r in ledger.requests if r.status.value == "pending"]
                 request_id = pending[0].id if pending else (ledger.requests[-1].id if ledger.requests else None)
             decision = ApprovalDecision(approver=person, note=note, request_id=request_id, verdict=Verdict(verdict))
             body = S.approval_body(decision.request_id, decision.verdict.value, decision.note)
             decision.signature = self._sign(S.APPROVAL, workflow_id, person, body, evidence)
-            return await handle.execute_update("decide_approval", decision, result_type=DecisionAnswer)
+            return await handle.execute_update(Update.DECIDE_APPROVAL, decision, result_type=DecisionAnswer)
         except (RPCError, WorkflowUpdateFailedError) as e:
             raise _refusal(ApprovalRefused, workflow_id, e, "; nothing is waiting for a decision") from None
 
@@ -317,7 +289,7 @@ class FactoryClient:
         query = V.all_of(V.eq("AwaitingApproval", True), V.eq("ExecutionStatus", "Running"), V.eq("ApprovalGroup", group) if group is not None else "")
         out: list[PendingApproval] = []
         async for wf in self.client.list_workflows(query):
-            ledger = await self.client.get_workflow_handle(wf.id).query("approvals", result_type=ApprovalLedger)
+            ledger = await self.client.get_workflow_handle(wf.id).query(Query.APPROVALS, result_type=ApprovalLedger)
             attrs = wf.typed_search_attributes
             for request in ledger.requests:
                 if request.status.value == "pending" and (group is None or request.group == group):
@@ -333,7 +305,7 @@ class FactoryClient:
         handle = self.client.get_workflow_handle(workflow_id)
         try:
             resolution = ToolResolution(action=action, by=by, reason=reason, signature=self._sign(S.TOOL, workflow_id, by, S.tool_body(action, reason)))
-            return await handle.execute_update("resolve_tool", resolution, result_type=StopAnswer)
+            return await handle.execute_update(Update.RESOLVE_TOOL, resolution, result_type=StopAnswer)
         except (RPCError, WorkflowUpdateFailedError) as e:
             raise _refusal(RunRefused, workflow_id, e) from None
 
@@ -378,7 +350,7 @@ class FactoryClient:
                     if pending.attempt >= WEDGED_ATTEMPTS:
                         return await terminate(wid, f"its workflow task failed {pending.attempt - 1} times, so it cannot take a stop order")
                     signed = order.model_copy(update={"signature": self._sign(S.STOP, wid, by, S.stop_body(reason, switch.id))})
-                    answer = await handle.execute_update("stop", signed, result_type=StopAnswer, rpc_timeout=timedelta(seconds=15))
+                    answer = await handle.execute_update(Update.STOP, signed, result_type=StopAnswer, rpc_timeout=timedelta(seconds=15))
                     if answer.acknowledged:
                         report.stopped.append(wid)
                 except RPCError as e:
@@ -441,10 +413,10 @@ class FactoryClient:
         taken = []
         async for wf in self.client.list_workflows(running_runs_query(agent=agent, tenant=tenant)):
             handle = self.client.get_workflow_handle(wf.id)
-            status = await handle.query("status", result_type=RunStatus)
+            status = await handle.query(Query.STATUS, result_type=RunStatus)
             if status.state.value == "awaiting_budget":
                 signed = decision.model_copy(update={"signature": self._sign(S.BUDGET, wf.id, decision.by, S.budget_body(decision.action, decision.note))})
-                answer = await handle.execute_update("budget_decision", signed, result_type=StopAnswer)
+                answer = await handle.execute_update(Update.BUDGET_DECISION, signed, result_type=StopAnswer)
                 if answer.acknowledged:
                     taken.append(wf.id)
         return taken
@@ -460,10 +432,13 @@ def _refusal(kind: type[Exception], workflow_id: str, e: Exception, idle: str = 
 
 def running_runs_query(*, agent: str | None = None, tenant: str | None = None) -> str:
     """Visibility query for the agent runs in flight, of one agent and/or tenant, or all of them
-    (each value checked against its grammar: `QueryValueRejected` names one that is not)."""
+    (each value checked against its grammar: `QueryValueRejected` names one that is not).
+
+    An agent run is one that carries `AgentName` (set at start, corrected by the worker), whatever
+    its workflow type: a type is an implementation name, the agent is what an operator means."""
     return V.all_of(
-        V.eq("WorkflowType", "AgentWorkflow"), V.eq("ExecutionStatus", "Running"),
-        V.eq("AgentName", agent) if agent is not None else "", V.eq("Tenant", tenant) if tenant is not None else "",
+        V.eq("AgentName", agent) if agent is not None else V.present("AgentName"), V.eq("ExecutionStatus", "Running"),
+        V.eq("Tenant", tenant) if tenant is not None else "",
     )  # fmt: skip
 
 

@@ -26,9 +26,10 @@ import json
 from activities.switches import switch_history
 from contracts.control import SwitchScope
 from workers.settings import Settings
+from aifactory.errors import FactoryError
 
 
-class ControlCliError(Exception):
+class ControlCliError(FactoryError):
     """A clear one-line refusal."""
 
 

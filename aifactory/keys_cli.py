@@ -25,9 +25,10 @@ import yaml
 
 from aifactory.signing import PersonalKey, SigningKeyError, config_dir, generate, load, save
 from workers.settings import Settings
+from aifactory.errors import FactoryError
 
 
-class KeysCliError(Exception):
+class KeysCliError(FactoryError):
     """A clear one-line refusal."""
 
 

@@ -16,9 +16,10 @@ import sys
 
 from workers import local_model, model_install
 from workers.settings import Settings
+from aifactory.errors import FactoryError
 
 
-class ModelCliError(Exception):
+class ModelCliError(FactoryError):
     """A clear one-line refusal."""
 
 

@@ -24,9 +24,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from contracts.signing import Signature, signing_bytes, unsigned
+from aifactory.errors import FactoryError
 
 
-class SigningKeyError(Exception):
+class SigningKeyError(FactoryError):
     """A key file that cannot be read or made; the message says which and why."""
 
 

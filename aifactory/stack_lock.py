@@ -11,11 +11,12 @@ import contextlib
 import fcntl
 import os
 from pathlib import Path
+from aifactory.errors import FactoryError
 
 LOCK_FILE = "stack.lock"
 
 
-class StackRunning(RuntimeError):
+class StackRunning(FactoryError, RuntimeError):
     """Another `aifactory dev` or `demo` runs on this factory home; the message names its process."""
 
 

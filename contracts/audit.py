@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from contracts.wire import Workflow
+
 
 class RecordKind(StrEnum):
     RUN_STARTED = "run_started"
@@ -114,7 +116,7 @@ class AuditRecord(BaseModel):
 
 
 #: The workflow type that keeps the chain heads (`workflows.audit_witness`); one workflow per store and UTC day.
-WITNESS_WORKFLOW = "AuditWitnessWorkflow"
+WITNESS_WORKFLOW = Workflow.AUDIT_WITNESS
 WITNESS_PREFIX = "aifactory-audit-witness/"
 
 

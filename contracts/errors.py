@@ -2,7 +2,10 @@
 
 Workflow-safe. Each name is the `type` of an `ApplicationError` raised by the
 platform; callers and operators match on these strings, so they are wire API:
-add new ones, never rename.
+add new ones, never rename. The face raises one exception class per name
+(`aifactory.errors`, where the class tree is drawn); `FactoryError`, the root of
+that tree, lives here so that refusals raised on every floor (a query value, a
+kill switch, a key ring) can join it without importing upwards.
 
     RunFailure (the workflow's own, non-retryable)
     ├── InvalidRunInput        run input does not match the agent's input schema
@@ -82,3 +85,14 @@ RUN_FAILURES = frozenset(
         PAYLOAD_UNDECODABLE,
     }
 )
+
+#: Every wire type above: the face has one exception class of each name (tests/test_error_tree.py).
+WIRE_TYPES = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str))
+
+
+class FactoryError(Exception):
+    """Root of every failure and refusal the face reports (see `aifactory.errors` for the tree).
+
+    Defined with the wire types, on the bottom floor, so a refusal raised below the face (a bad
+    query value, a kill switch, a key ring) subclasses it too: the CLI catches this one class.
+    """

@@ -12,6 +12,7 @@ import re
 from datetime import datetime, timezone
 
 from contracts.agent import AGENT_NAME
+from contracts.errors import FactoryError
 from contracts.run import TENANT
 
 GROUP = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -34,7 +35,7 @@ NAMES = {"AgentName": "agent", "Tenant": "tenant", "ApprovalGroup": "approver gr
          "WorkflowType": "workflow type", "AgentVersion": "version", "ExecutionStatus": "status"}  # fmt: skip
 
 
-class QueryValueRejected(ValueError):
+class QueryValueRejected(FactoryError, ValueError):
     """A value that may not go into a visibility query; the message names it and what was expected."""
 
 
@@ -56,6 +57,13 @@ def eq(field: str, value: str | bool) -> str:
     if isinstance(value, bool):
         return f"{field} = {'true' if value else 'false'}"
     return f"{field} = {quote(check(field, value))}"
+
+
+def present(field: str) -> str:
+    """`AgentName IS NOT NULL`: the runs that carry `field` (a field of `FIELDS`, never a caller's string)."""
+    if field not in FIELDS:
+        raise QueryValueRejected(f"{field!r} is not a search attribute a query may test")
+    return f"{field} IS NOT NULL"
 
 
 def at_least(field: str, moment: datetime) -> str:

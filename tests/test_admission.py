@@ -12,8 +12,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from aifactory.client import RunFailed
+from aifactory import PolicyFileError
+from tests.support.failures import fails_with
 from contracts.control import RunAdmitted
 from contracts.model import ModelCallInput, system_prompt
+from contracts.wire import Activity
 from tests.support.harness import AGENTS, factory_with, replay
 
 TICKET = {"ticket_text": "Outlook keeps asking for my password.", "requester_email": "jonas.berg@example.com"}
@@ -39,7 +42,7 @@ def model_inputs(history) -> list[ModelCallInput]:
     out = []
     for e in history.events:
         a = e.activity_task_scheduled_event_attributes
-        if e.HasField("activity_task_scheduled_event_attributes") and a.activity_type.name == "call_model":
+        if e.HasField("activity_task_scheduled_event_attributes") and a.activity_type.name == Activity.CALL_MODEL:
             out.append(pydantic_data_converter.payload_converter.from_payloads(a.input.payloads, [ModelCallInput])[0])
     return out
 
@@ -69,7 +72,7 @@ async def test_a_policy_bundle_that_cannot_be_loaded_fails_the_run_before_any_mo
     model = ScriptedModel(Turns(SCRIPT))
     async with factory_with(client, db_url, model) as f:
         run = await f.start(TICKET, policy="no-such-bundle")
-        with pytest.raises(RunFailed) as failed:
+        with fails_with(PolicyFileError) as failed:
             await run.result()
         await replay(run.handle)
     assert failed.value.type == "PolicyFileError"

@@ -10,6 +10,7 @@ from activities.db import engine_for
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.tools.it_desk_activities import Ticket
 from contracts.tools import ToolOutcome
+from contracts.wire import Activity
 from tests.support.harness import factory_with, history_json, replay
 
 TICKET = {"ticket_text": "I am locked out of my account after the reset.", "requester_email": "jonas.berg@example.com"}
@@ -59,7 +60,7 @@ async def test_model_calls_carry_deltas_not_the_whole_conversation(client, db_ur
         json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data)
         for e in history.events
         if e.HasField("activity_task_scheduled_event_attributes")
-        and e.activity_task_scheduled_event_attributes.activity_type.name == "call_model"
+        and e.activity_task_scheduled_event_attributes.activity_type.name == Activity.CALL_MODEL
     ]
     # The business input, then one tool result per turn; the last turn also asks for the answer (the
     # procedure is done). The system prompt is not in history: the first call names the release whose

@@ -20,6 +20,7 @@ from activities.tools.it_desk_activities import Ticket
 from aifactory.client import RunFailed
 from contracts.approval import ApprovalDecision, ApprovalLedger
 from contracts.tools import ToolOutcome
+from contracts.wire import Query
 from policies.loader import PolicyStore
 from tests.support.harness import FactoryUnderTest, seed_db, policies_with_keys, write_policy
 
@@ -96,7 +97,7 @@ async def drive(ts_env, fut: FactoryUnderTest, workers: Workers, steps) -> tuple
         result = await asyncio.wait_for(run.result(), timeout=120)
     except RunFailed:
         result = None
-    ledger = await run.handle.query("approvals", result_type=ApprovalLedger)
+    ledger = await run.handle.query(Query.APPROVALS, result_type=ApprovalLedger)
     return run, ledger, result
 
 

@@ -18,6 +18,7 @@ from activities.notify import read_outbox
 from activities.tools.it_desk_activities import Ticket
 from aifactory.client import ApprovalRefused, FactoryClient
 from contracts.approval import ApprovalDecision, ApprovalLedger
+from contracts.wire import Query, Signal
 from tests.support.harness import agent_folder, factory_with, replay, write_policy
 from tests.support.webhook import WebhookReceiver
 from tests.test_durability import start_worker_process, wait_for
@@ -59,13 +60,13 @@ async def test_spoofed_decisions_are_refused_and_on_record(client, db_url, tmp_p
         for person, reason in attempts.items():
             with pytest.raises(ApprovalRefused, match=reason):
                 await f.factory.decide(wid, person, "approve")
-        await run.handle.signal("approve", ApprovalDecision(approver="omar.haddad"))  # the same spoof, as a signal
+        await run.handle.signal(Signal.APPROVE, ApprovalDecision(approver="omar.haddad"))  # the same spoof, as a signal
         answers = [await f.factory.decide(wid, "maria.keller", "approve", note="confirmed") for _ in range(3)]
         with pytest.raises(ApprovalRefused, match="already approved by maria.keller"):
             await f.factory.decide(wid, "maria.keller", "reject", note="changed my mind")
         result = await run.result()
         history = await run.handle.fetch_history()
-        ledger = await run.handle.query("approvals", result_type=ApprovalLedger)
+        ledger = await run.handle.query(Query.APPROVALS, result_type=ApprovalLedger)
         await replay(run.handle)
     assert [a.duplicate for a in answers] == [False, True, True]
     assert result.approvals[0].decided_by == "maria.keller" and len(tickets(db_url)) == 1

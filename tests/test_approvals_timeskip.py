@@ -13,8 +13,10 @@ from activities.db import engine_for
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.notify import read_outbox
 from activities.tools.it_desk_activities import DirectoryPerson, Ticket
-from aifactory.client import RunFailed
+from aifactory import ApprovalExpired, ToolArgumentsInvalid
+from tests.support.failures import fails_with
 from contracts.tools import ToolOutcome
+from contracts.wire import Signal
 from tests.support.harness import factory_with, replay, write_policy
 
 TICKET = {"ticket_text": "Core switch in building B is down, nobody has network.", "requester_email": "ana.silva@example.com"}
@@ -49,7 +51,7 @@ async def test_each_tier_escalates_once_then_the_safe_default_applies(ts_env, db
     async with factory_with(ts_env.client, db_url, model, policy_root=root) as f:
         run = await f.start(TICKET, policy="chain", requester="tom.becker")
         if safe_default == "stop":
-            with pytest.raises(RunFailed) as failed:
+            with fails_with(ApprovalExpired) as failed:
                 await run.result()
             assert failed.value.type == "ApprovalExpired"
         else:
@@ -78,7 +80,7 @@ async def test_an_approval_at_any_tier_resumes_the_run(ts_env, db_url, tmp_path,
             request = await wait_for_request(run, tier)
             assert request.group == "it-managers"
         now = await ts_env.get_current_time()  # signed at the run's (skipped) time
-        await run.handle.signal("approve", f.signed(run.workflow_id, approver, "approve", request.id, "confirmed with the site", now=now))
+        await run.handle.signal(Signal.APPROVE, f.signed(run.workflow_id, approver, "approve", request.id, "confirmed with the site", now=now))
         result = await run.result()
         await replay(run.handle)
     (request,) = result.approvals
@@ -96,7 +98,7 @@ async def test_a_rejection_is_a_denial_with_the_note(ts_env, db_url, tmp_path):
         run = await f.start(TICKET, policy="chain", requester="tom.becker")
         request = await wait_for_request(run)
         now = await ts_env.get_current_time()
-        await run.handle.signal("reject", f.signed(run.workflow_id, "maria.keller", "reject", request.id, "it is a planned outage", now=now))
+        await run.handle.signal(Signal.REJECT, f.signed(run.workflow_id, "maria.keller", "reject", request.id, "it is a planned outage", now=now))
         result = await run.result()
         await replay(run.handle)
     assert result.tool_calls[0].outcome is ToolOutcome.DENIED
@@ -157,7 +159,7 @@ async def test_a_model_that_keeps_attacking_is_stopped(ts_env, db_url):
     model = ScriptedModel(Turns([*attacks, Reply.tool("grant_myself", {}), Reply.text(NOT_OPENED)]))
     async with factory_with(ts_env.client, db_url, model) as f:
         run = await f.start(TICKET, requester="tom.becker")
-        with pytest.raises(RunFailed) as failed:
+        with fails_with(ToolArgumentsInvalid) as failed:
             await run.result()
         await replay(run.handle)
     assert failed.value.type == "ToolArgumentsInvalid" and len(model.requests) == 4

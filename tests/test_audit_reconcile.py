@@ -22,6 +22,7 @@ from contracts.approval import ApprovalDecision
 from contracts.model import ModelCallResult
 from contracts.run import AgentRunResult
 from contracts.tools import ToolContext
+from contracts.wire import Activity, Signal
 from tests.support.harness import encrypted_client, factory_with, replay, write_policy
 from tests.test_approvals_devserver import parked
 
@@ -85,7 +86,7 @@ async def read_history(handle, converter) -> HistoryView:
         elif e.HasField("activity_task_completed_event_attributes"):
             a = e.activity_task_completed_event_attributes
             s = scheduled[a.scheduled_event_id]
-            if s.activity_type.name == "call_model":
+            if s.activity_type.name == Activity.CALL_MODEL:
                 (r,) = await converter.decode(a.result.payloads, [ModelCallResult])
                 view.model_calls.append((attempts[a.scheduled_event_id], r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.cost_usd))
             elif s.activity_type.name != "send_notification":
@@ -146,7 +147,7 @@ async def test_audit_rows_match_history_field_by_field(client, db_url, tmp_path)
         partial = await export(exporter, runs)
         assert partial.open_runs >= 3  # the three waiting for a person, and any still on their way to failing
         # Spoofs first (a signal from another tenant's lead, an update from the requester), then the real decisions.
-        await runs["approved"].handle.signal("approve", ApprovalDecision(approver="omar.haddad"))
+        await runs["approved"].handle.signal(Signal.APPROVE, ApprovalDecision(approver="omar.haddad"))
         with pytest.raises(Exception, match="unsigned"):  # jonas.berg has no key: nobody can sign as him
             await f.factory.decide(runs["approved"].workflow_id, "jonas.berg", "approve")
         await f.factory.decide(runs["approved"].workflow_id, "tom.becker", "approve", note="on-call paged")

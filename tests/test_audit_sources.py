@@ -11,6 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.audit.extract import extract
 from contracts.audit import RecordKind
+from contracts.wire import Workflow
 from workers.schedules import AUDIT_SCHEDULE_ID, ensure_audit_schedule
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -40,6 +41,6 @@ async def test_the_export_schedule_is_created_once(client):
     assert await ensure_audit_schedule(client, "tq-audit", schedule_id=schedule_id) is True
     assert await ensure_audit_schedule(client, "tq-audit", schedule_id=schedule_id) is False
     described = await client.get_schedule_handle(schedule_id).describe()
-    assert described.schedule.action.workflow == "AuditExportWorkflow"
+    assert described.schedule.action.workflow == Workflow.AUDIT_EXPORT
     assert described.schedule.spec.intervals[0].every.total_seconds() == 60
     await client.get_schedule_handle(schedule_id).delete()

@@ -19,10 +19,12 @@ from activities.audit.export import AuditExporter
 from activities.audit.query import run_story
 from activities.keys import KeyRing
 from activities.model.scripted import Reply, ScriptedModel, Turns
-from aifactory.client import RunFailed
+from aifactory import RunStopped
+from tests.support.failures import fails_with
 from contracts import search
 from contracts.approval import ApprovalLedger
 from contracts.control import SwitchScope
+from contracts.wire import Query, Signal, Update, Workflow
 from tests.support.harness import encrypted_client, factory_with, replay
 from tests.test_approvals_devserver import DONE, P1, TICKET, parked, tickets
 from workers.codec import data_converter
@@ -35,13 +37,13 @@ GARBAGE = Payload(metadata={"encoding": b"binary/encrypted", "encryption-key-id"
 async def send_bad_messages(client, sealed_handle) -> None:
     """The four bad messages of the issue, each as someone with frontend access could send it."""
     raw = client.get_workflow_handle(sealed_handle.id)  # a plain client: the payload goes as written
-    await raw.signal("approve", RawValue(GARBAGE))
-    await sealed_handle.signal("approve", "approve it")
+    await raw.signal(Signal.APPROVE, RawValue(GARBAGE))
+    await sealed_handle.signal(Signal.APPROVE, "approve it")
     with pytest.raises(WorkflowUpdateFailedError) as verdict:
-        await sealed_handle.execute_update("decide_approval", {"approver": "maria.keller", "verdict": "maybe"})
+        await sealed_handle.execute_update(Update.DECIDE_APPROVAL, {"approver": "maria.keller", "verdict": "maybe"})
     assert "verdict" in verdict.value.cause.message
     with pytest.raises(WorkflowUpdateFailedError) as blank:
-        await sealed_handle.execute_update("decide_approval", {"approver": "   ", "verdict": "approve"})
+        await sealed_handle.execute_update(Update.DECIDE_APPROVAL, {"approver": "   ", "verdict": "approve"})
     assert "approver is required" in blank.value.cause.message
 
 
@@ -54,7 +56,7 @@ async def test_bad_messages_are_refused_on_record_and_the_run_goes_on(client, db
         await send_bad_messages(client, run.handle)
         status = await run.status()  # still answers, still waiting for a person
         assert status.approval is not None and status.state.value == "awaiting_approval"
-        ledger = await run.handle.query("approvals", result_type=ApprovalLedger)
+        ledger = await run.handle.query(Query.APPROVALS, result_type=ApprovalLedger)
         reasons = [r.reason for r in ledger.refusals]
         assert len(reasons) == 4 and "could not be decrypted" in reasons[0] and "is not a ApprovalDecision" in reasons[1]
         await f.factory.decide(run.workflow_id, "maria.keller", "approve", note="confirmed")
@@ -83,7 +85,7 @@ async def test_a_run_that_took_bad_messages_still_obeys_the_kill_switch(client, 
         await parked(run)
         await send_bad_messages(client, run.handle)
         report = await f.factory.kill(SwitchScope.TENANT, run.handle.id.split("/")[2], reason="bad messages", by="maria.keller")
-        with pytest.raises(RunFailed) as failed:
+        with fails_with(RunStopped) as failed:
             await run.result()
         described = await run.handle.describe()
         await replay(run.handle, data_converter(RING, worker=True))
@@ -93,7 +95,7 @@ async def test_a_run_that_took_bad_messages_still_obeys_the_kill_switch(client, 
     assert described.typed_search_attributes.get(search.APPROVAL_GROUP) is None
 
 
-@workflow.defn(name="AgentWorkflow", sandboxed=False)
+@workflow.defn(name=Workflow.AGENT, sandboxed=False)
 class BrokenAgentWorkflow:
     """A workflow task that fails every time (a bug, a missing dependency): the run can take nothing."""
 
@@ -101,7 +103,7 @@ class BrokenAgentWorkflow:
     async def run(self, raw: RawValue) -> None:
         raise RuntimeError("this build of the workflow is broken")
 
-    @workflow.update(name="stop")
+    @workflow.update(name=Update.STOP)
     async def stop(self, order: RawValue) -> None:
         return None
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 
 from activities.model.scripted import Reply, ScriptedModel, Turns
-from aifactory.client import RunFailed
+from aifactory import ContextLimitExceeded, RepeatedToolCall, StepLimitExceeded
+from tests.support.failures import fails_with
 from contracts.agent import Breakers
 from contracts.tools import ToolOutcome
+from contracts.wire import Activity
 from tests.support.harness import factory_with, replay
 
 TICKET = {"ticket_text": "My laptop screen is flickering badly.", "requester_email": "ana.silva@example.com"}
@@ -26,13 +28,13 @@ async def test_step_limit_stops_a_model_that_always_wants_another_tool_call(clie
     model = ScriptedModel(Turns([Reply.tool("lookup_requester", {"email": f"user{i}@example.com"}) for i in range(20)]))
     async with factory_with(client, db_url, model) as f:
         run = await f.start(TICKET, step_limit=4)
-        with pytest.raises(RunFailed) as failed:
+        with fails_with(StepLimitExceeded) as failed:
             await run.result()
         status = await run.status()
         history = await run.handle.fetch_history()
         await replay(run.handle)
     assert failed.value.type == "StepLimitExceeded" and "step limit of 4" in str(failed.value)
-    assert len(model.requests) == 4 and status.step == 4 and scheduled(history, "call_model") == 4
+    assert len(model.requests) == 4 and status.step == 4 and scheduled(history, Activity.CALL_MODEL) == 4
 
 
 async def test_repeated_identical_call_trips_the_breaker_before_it_runs_again(client, db_url):
@@ -40,7 +42,7 @@ async def test_repeated_identical_call_trips_the_breaker_before_it_runs_again(cl
     model = ScriptedModel(Turns([same] * 20))
     async with factory_with(client, db_url, model) as f:
         run = await f.start(TICKET, step_limit=20, breakers=Breakers(max_repeated_calls=3))
-        with pytest.raises(RunFailed) as failed:
+        with fails_with(RepeatedToolCall) as failed:
             await run.result()
         history = await run.handle.fetch_history()
         await replay(run.handle)
@@ -59,7 +61,7 @@ async def test_context_growth_ceiling_stops_the_run_after_one_call_over(client, 
     )
     async with factory_with(client, db_url, model) as f:
         run = await f.start(TICKET, step_limit=20, breakers=Breakers(max_context_tokens=3500))
-        with pytest.raises(RunFailed) as failed:
+        with fails_with(ContextLimitExceeded) as failed:
             await run.result()
         await replay(run.handle)
     assert failed.value.type == "ContextLimitExceeded"

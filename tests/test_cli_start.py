@@ -16,6 +16,7 @@ from tests.test_agent_run import TICKET, happy_script
 from workers.codec import EncryptionCodec, data_converter
 from workers.codec_server import CodecServer, CodecServerConfig
 from workers.devserver import temporal_cli
+from contracts.wire import Workflow
 
 RING = KeyRing.generate("k1")
 
@@ -38,7 +39,7 @@ async def test_the_temporal_cli_starts_a_run_with_the_thin_json_and_reads_its_re
         wid = f"agent/it-triage/acme/{run_key}"
         with CodecServer(config) as server:
             started = await temporal(
-                env, "workflow", "start", "--type", "AgentWorkflow", "--task-queue", f.task_queue, "--workflow-id", wid,
+                env, "workflow", "start", "--type", Workflow.AGENT, "--task-queue", f.task_queue, "--workflow-id", wid,
                 "--input", json.dumps(body), "--codec-endpoint", f"{server.url}/starter-token",
             )  # fmt: skip
             assert started.returncode == 0, started.stderr
@@ -46,7 +47,7 @@ async def test_the_temporal_cli_starts_a_run_with_the_thin_json_and_reads_its_re
             assert result.returncode == 0, result.stderr
             # The decode token cannot encode: it could otherwise forge a start or a decision.
             forged = await temporal(
-                env, "workflow", "start", "--type", "AgentWorkflow", "--task-queue", f.task_queue, "--workflow-id", wid + "-x",
+                env, "workflow", "start", "--type", Workflow.AGENT, "--task-queue", f.task_queue, "--workflow-id", wid + "-x",
                 "--input", json.dumps(body), "--codec-endpoint", f"{server.url}/ui-token",
             )  # fmt: skip
         history = await sealed.get_workflow_handle(wid).fetch_history()

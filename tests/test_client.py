@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from aifactory.client import AgentNotAdmitted, RunFailed, RunInputRejected
 from contracts.run import AgentRunInput
+from contracts.wire import Workflow
 from tests.support.harness import factory_with, replay
 from workflows.agent import AgentWorkflow
 
@@ -104,8 +105,7 @@ async def test_input_that_bypasses_the_client_fails_the_run_typed(client, db_url
 async def test_undecodable_workflow_input_fails_instead_of_retrying_forever(client, db_url):
     model = ScriptedModel(Turns([Reply.text(FINAL)]))
     async with factory_with(client, db_url, model) as f:
-        handle = await client.start_workflow(
-            "AgentWorkflow", {"release": {"spec": "garbage"}, "tenant": "acme"}, id=f"raw-{uuid.uuid4().hex[:8]}", task_queue=f.task_queue
+        handle = await client.start_workflow(Workflow.AGENT, {"release": {"spec": "garbage"}, "tenant": "acme"}, id=f"raw-{uuid.uuid4().hex[:8]}", task_queue=f.task_queue
         )
         with pytest.raises(WorkflowFailureError):
             await __import__("asyncio").wait_for(handle.result(), timeout=30)

@@ -18,7 +18,8 @@ from temporalio.worker import Replayer
 from activities.keys import KeyRing, KeyRingError
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.tools.it_desk_activities import seed_directory
-from aifactory.client import RunFailed
+from aifactory import ModelCallRejected
+from tests.support.failures import fails_with
 from contracts.run import AgentRunResult
 from tests.support.harness import encrypted_client, factory_with, replay
 from tests.test_approvals_devserver import parked
@@ -75,7 +76,7 @@ async def test_canaries_are_nowhere_in_raw_history_and_rotated_keys_still_decode
     # A run that fails with the endpoint's error message (holding a canary) in its failure.
     async with factory_with(enc1, db_url, ScriptedModel(Turns([Reply.error(400, f"bad request: {SECRET} {CARD}")]))) as f:
         failed = await f.start(TICKET)
-        with pytest.raises(RunFailed) as failure:
+        with fails_with(ModelCallRejected) as failure:
             await failed.result()
     assert SECRET in str(failure.value)  # the client with the key reads the real message
     # A run that parks on an approval under k1, and is approved and finished after rotating to k2.

@@ -20,6 +20,7 @@ from activities.db import engine_for
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.notify import OutboxMessage
 from aifactory.client import RunFailed, RunRefused
+from aifactory import BudgetExceeded
 from activities.slack import SlackSettings
 from contracts.agent import Breakers, Envelope, ModelSettings, Owner
 from contracts.budget import BudgetDecision
@@ -71,8 +72,8 @@ async def test_concurrent_runs_on_two_workers_never_overspend(client, pg_url):
                         result = await run.result()
                         costs.append(result.usage.cost_usd)
                         outcomes["completed"] += 1
-                    except RunFailed as e:
-                        assert e.type == "BudgetExceeded", e
+                    except BudgetExceeded as e:  # the exact class of its wire type, a RunFailed still
+                        assert isinstance(e, RunFailed) and e.type == "BudgetExceeded", e
                         assert "cost envelope spent" in str(e)
                         costs.append(e.details.usage.cost_usd)
                         outcomes["BudgetExceeded"] += 1

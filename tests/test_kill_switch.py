@@ -13,10 +13,13 @@ from activities.audit.query import run_story
 from activities.keys import KeyRing
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.switches import switch_history
-from aifactory.client import RunFailed, RunRefused
+from aifactory.client import RunRefused
+from aifactory import RunStopped, StepLimitExceeded
+from tests.support.failures import fails_with
 from contracts.agent import Breakers
 from contracts.control import SwitchScope
 from contracts import signing as S
+from contracts.wire import Activity, Update
 from tests.support.harness import factory_with, people_signer, replay
 
 TICKET = {"ticket_text": "My laptop screen is flickering badly.", "requester_email": "ana.silva@example.com"}
@@ -40,7 +43,7 @@ def uncancelled_in_flight(history) -> list[int]:
     cancelled: set[int] = set()
     for e in history.events:
         which = e.WhichOneof("attributes")
-        if which == "activity_task_scheduled_event_attributes" and e.activity_task_scheduled_event_attributes.activity_type.name == "call_model":
+        if which == "activity_task_scheduled_event_attributes" and e.activity_task_scheduled_event_attributes.activity_type.name == Activity.CALL_MODEL:
             scheduled.add(e.event_id)
         elif which in CLOSED:
             closed.add(getattr(e, which).scheduled_event_id)
@@ -84,7 +87,7 @@ async def test_kill_switch_stops_fifty_runs_in_flight_and_refuses_new_ones(clien
         assert sorted(report.stopped) == sorted(r.workflow_id for r in runs) and not report.missed
 
         for run in runs:
-            with pytest.raises(RunFailed) as failed:
+            with fails_with(RunStopped) as failed:
                 await run.result()
             assert failed.value.type == "RunStopped"
             assert f"stopped by maria.keller (kill switch #{report.switch.id}): runaway lookups" in str(failed.value)
@@ -108,14 +111,14 @@ async def test_kill_switch_stops_fifty_runs_in_flight_and_refuses_new_ones(clien
             await f.start(TICKET, tenant=tenant)
         f.factory.db_url = None
         late = await f.start(TICKET, tenant=tenant)
-        with pytest.raises(RunFailed, match="refused at start: kill switch"):
+        with fails_with(RunStopped, match="refused at start: kill switch"):
             await late.result()
         f.factory.db_url = db_url
 
         lifted = await f.factory.unkill(SwitchScope.TENANT, tenant, reason="fixed", by="maria.keller")
         assert [s.id for s in lifted] == [report.switch.id]
         again = await f.start(TICKET, tenant=tenant, step_limit=2)
-        with pytest.raises(RunFailed) as failed:
+        with fails_with(StepLimitExceeded) as failed:
             await again.result()
         assert failed.value.type == "StepLimitExceeded"  # it ran: the switch is off
 
@@ -148,9 +151,9 @@ async def test_a_stopped_run_interrupts_its_slow_model_call_on_the_worker(client
         stopped_at = loop.time()
         order = StopOrder(by="maria.keller", reason="hung model")
         order.signature = people_signer().sign(S.STOP, run.workflow_id, "maria.keller", S.stop_body(order.reason, None))
-        answer = await run.handle.execute_update("stop", order, result_type=StopAnswer)
+        answer = await run.handle.execute_update(Update.STOP, order, result_type=StopAnswer)
         assert answer.acknowledged
-        with pytest.raises(RunFailed, match="stopped by maria.keller: hung model"):
+        with fails_with(RunStopped, match="stopped by maria.keller: hung model"):
             await run.result()
         # The worker's call is interrupted by the next heartbeat's answer, long before the model would reply.
         while cancelled_calls() < 1 and loop.time() - stopped_at < 30:

@@ -18,6 +18,7 @@ from activities.model.scripted import Reply, ScriptedModel, Turns
 from aifactory.client import RunFailed
 from contracts.audit import AuditPassInput, AuditPassResult
 from contracts.control import SwitchScope
+from contracts.wire import Workflow
 from tests.support.harness import factory_with, write_policy
 from tests.test_approvals_devserver import DONE, NOT_OPENED, P1, RULES, TICKET, parked
 from workers.devserver import free_port
@@ -89,7 +90,7 @@ async def test_runs_on_a_queue_no_worker_polls_are_counted_by_the_export_pass(cl
     server, thread = start_http_server(port, addr="127.0.0.1", registry=metrics.registry)
     lonely = f"nobody-polls-{uuid.uuid4().hex[:6]}"
     try:
-        await client.start_workflow("AgentWorkflow", {"agent": "it-triage", "tenant": "acme", "run_key": lonely, "input": TICKET},
+        await client.start_workflow(Workflow.AGENT, {"agent": "it-triage", "tenant": "acme", "run_key": lonely, "input": TICKET},
                                     id=f"agent/it-triage/acme/{lonely}", task_queue=lonely)  # fmt: skip
         model = ScriptedModel(Turns([Reply.text(DONE)]))
         async with factory_with(client, db_url, model, metrics=metrics, audit=AuditActivities(db_url, KeyRing.generate("a1"))) as f:

@@ -17,10 +17,12 @@ from temporalio.api.history.v1 import History
 from activities.db import engine_for
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.tools.it_desk_activities import Ticket
-from aifactory.client import RunFailed
+from aifactory import ModelCallRejected
+from tests.support.failures import fails_with
 from contracts.errors import MODEL_CALL_REJECTED
 from contracts.model import ModelCallResult
 from contracts.tools import ToolOutcome
+from contracts.wire import Activity
 from tests.support.harness import factory_with, replay
 
 KEY = "sk-test-secret-never-in-history"  # what the harness registers for the `default` profile
@@ -39,7 +41,7 @@ class ModelCalls:
             e.event_id
             for e in events
             if e.HasField("activity_task_scheduled_event_attributes")
-            and e.activity_task_scheduled_event_attributes.activity_type.name == "call_model"
+            and e.activity_task_scheduled_event_attributes.activity_type.name == Activity.CALL_MODEL
         }
         # A retried activity records one started event, written when it closes, with the final attempt.
         self.started = [
@@ -120,7 +122,7 @@ async def test_refused_call_fails_the_run_without_retrying(client, db_url, statu
     model = ScriptedModel(Turns([Reply.error(status, detail, times=1), Reply.text(ANSWER)]))
     async with factory_with(client, db_url, model) as f:
         run = await f.start(TICKET)
-        with pytest.raises(RunFailed) as failed:
+        with fails_with(ModelCallRejected) as failed:
             await run.result()
         calls, history = await model_calls(run.handle)
         await replay(run.handle)
@@ -169,7 +171,7 @@ async def test_endpoint_not_configured_on_the_worker_is_refused(client, db_url):
     async with factory_with(client, db_url, model) as f:
         elsewhere = f.release().spec.model.model_copy(update={"endpoint": "elsewhere"})
         run = await f.start(TICKET, model=elsewhere)
-        with pytest.raises(RunFailed) as failed:
+        with fails_with(ModelCallRejected) as failed:
             await run.result()
         calls, _ = await model_calls(run.handle)
         await replay(run.handle)

@@ -15,7 +15,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.model.errors import will_retry
 from activities.model.scripted import Reply, ScriptedModel, Turns
-from aifactory.client import RunFailed
+from aifactory import ModelUnavailable
+from tests.support.failures import fails_with
 from contracts.errors import MODEL_UNAVAILABLE
 from tests.support.harness import factory_with, replay, triage_release
 from tests.test_model_failures import ANSWER, TICKET
@@ -62,7 +63,7 @@ async def test_the_attempt_that_ends_the_retries_still_logs_its_traceback(client
     model = ScriptedModel(Turns([Reply.error(503, "overloaded", retry_after=0.05, times=8), Reply.text(ANSWER)]))
     async with factory_with(client, db_url, model) as f:
         run = await f.start(TICKET)
-        with pytest.raises(RunFailed) as failed:
+        with fails_with(ModelUnavailable) as failed:
             await run.result()
         await replay(run.handle)
 

@@ -19,13 +19,16 @@ from activities.keys import KeyRing
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.policy import PolicyActivities
 from activities.switches import set_switch
-from aifactory.client import RunFailed, RunRefused
+from aifactory.client import RunRefused
+from aifactory import RunStopped
+from tests.support.failures import fails_with
 from aifactory.keys_cli import register
 from aifactory.signing import Signer, generate
 from contracts import signing as S
 from contracts.approval import ApprovalDecision
 from contracts.budget import BudgetDecision
 from contracts.control import StopOrder, SwitchScope
+from contracts.wire import Query, Update
 from policies.loader import PolicyStore
 from tests.support.harness import factory_with, replay, people_keys, directory_keys, write_policy
 from tests.test_approvals_devserver import DONE, P1, RULES, TICKET, parked, tickets
@@ -54,7 +57,7 @@ def sign_as(key, wid: str, person: str, request_id: str | None, verdict: str = "
 
 async def refused(handle, decision) -> str:
     with pytest.raises(WorkflowUpdateFailedError) as failed:
-        await handle.execute_update("decide_approval", decision)
+        await handle.execute_update(Update.DECIDE_APPROVAL, decision)
     return failed.value.cause.message
 
 
@@ -88,7 +91,7 @@ async def test_forged_approvals_are_refused_on_record_and_the_valid_one_counts_o
         # The run did not move.
         assert (await run.status()).state.value == "awaiting_approval" and tickets(db_url) == []
         valid = sign_as(keys["maria.keller"], wid, "maria.keller", rid, note="confirmed with the site")
-        answer = await raw.execute_update("decide_approval", valid)
+        answer = await raw.execute_update(Update.DECIDE_APPROVAL, valid)
         assert "a replay" in await refused(raw, valid)  # the same signed decision, sent again after acceptance
         result = await run.result()
         await replay(run.handle)
@@ -110,7 +113,7 @@ async def test_a_valid_signature_after_the_request_expired_is_refused(client, db
         run = await f.start(TICKET, requester="tom.becker", policy="brief")
         request = (await parked(run)) or (await run.status()).approval
         for _ in range(100):  # the request expires after its 1 s SLA; the run asks the model again, slowly
-            if (await run.handle.query("approvals"))["requests"][0]["status"] == "expired":
+            if (await run.handle.query(Query.APPROVALS))["requests"][0]["status"] == "expired":
                 break
             await asyncio.sleep(0.1)
         late = sign_as(people_keys()["maria.keller"], run.workflow_id, "maria.keller", request.id)
@@ -146,7 +149,7 @@ async def test_forged_stop_orders_and_budget_decisions_are_refused_and_a_signed_
             assert reason in failed.value.cause.message, name
         assert (await run.status()).state.value in ("calling_model", "calling_tool")  # still running
         report = await f.factory.kill(SwitchScope.TENANT, tenant, reason="runaway", by="maria.keller")
-        with pytest.raises(RunFailed) as stopped:
+        with fails_with(RunStopped) as stopped:
             await run.result()
         await replay(run.handle)
     assert report.stopped == [run.workflow_id] and stopped.value.type == "RunStopped"
@@ -167,7 +170,7 @@ async def test_a_switch_lifted_without_proof_stays_on_and_a_signed_lift_counts(c
             s.execute(text("UPDATE kill_switch SET lifted_at = CURRENT_TIMESTAMP, lifted_by = 'maria.keller' WHERE id = :i"), {"i": switch.id})
             s.commit()
         refused_run = await f.start(TICKET, tenant=tenant)
-        with pytest.raises(RunFailed) as failed:
+        with fails_with(RunStopped) as failed:
             await refused_run.result()
         assert failed.value.type == "RunStopped" and f"kill switch #{switch.id}" in str(failed.value)
         # Lifted by its operator, with a signature: runs start again.

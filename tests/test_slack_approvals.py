@@ -20,7 +20,8 @@ from activities.keys import KeyRing
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.notify import read_outbox
 from activities.slack import APPROVE, REJECT, SlackSettings, read_slack_messages
-from aifactory.client import RunFailed
+from aifactory import RepeatedToolCall, RunStopped
+from tests.support.failures import fails_with
 from aifactory.slack.app import SlackEndpoint, create_app
 from contracts.agent import Breakers, Owner
 from contracts.control import SwitchScope
@@ -145,7 +146,7 @@ async def test_breaker_trips_and_kill_switches_reach_the_owner_and_the_escalatio
             f.factory.db_url = db_url
             owned = dict(owner=Owner(name="Maria Keller", contact="#triage-owners"), escalation_contact=hook_url)
             tripped = await f.start(TICKET, step_limit=20, breakers=Breakers(max_repeated_calls=2), **owned)
-            with pytest.raises(RunFailed) as failed:
+            with fails_with(RepeatedToolCall) as failed:
                 await tripped.result()
             tenant = "kill-" + tripped.workflow_id[-6:]
             # The script is per run: these repeat the first lookup three times too, under a looser breaker.
@@ -156,7 +157,7 @@ async def test_breaker_trips_and_kill_switches_reach_the_owner_and_the_escalatio
                 await asyncio.sleep(0.1)
             report = await f.factory.kill(SwitchScope.TENANT, tenant, reason="runaway lookups", by="maria.keller")
             for run in runs:
-                with pytest.raises(RunFailed, match="kill switch"):
+                with fails_with(RunStopped, match="kill switch"):
                     await run.result()
             await replay(runs[0].handle)
     assert failed.value.type == "RepeatedToolCall" and len(report.stopped) == 2

@@ -17,7 +17,11 @@ from temporalio.exceptions import ApplicationError
 from activities.codec_keys import check_codec_keys
 from activities.keys import KeyRing, KeyRingError
 from activities.model.scripted import Reply, ScriptedModel, Turns
+from aifactory.client import RunHandle
+from aifactory.errors import BY_TYPE
 from contracts.approval import ApprovalDecision, ApprovalLedger
+from contracts.wire import Query, Signal, Workflow
+from tests.support.failures import fails_with
 from tests.support.harness import REPO, encrypted_client, factory_with, replay
 from tests.test_approvals_devserver import DONE, P1, TICKET, parked
 from workers.codec import data_converter
@@ -40,6 +44,8 @@ async def fails_at_once(handle) -> ApplicationError:
     assert task_outcomes(history) == (1, 0), "failed in its first workflow task, none retried"
     cause = failed.value.cause
     assert isinstance(cause, ApplicationError)
+    with fails_with(BY_TYPE[cause.type]):  # the face raises the class of that type
+        await RunHandle(handle.id, False, handle).result()
     return cause
 
 
@@ -47,7 +53,7 @@ async def test_a_clear_text_start_fails_the_run_at_once(client, db_url):
     model = ScriptedModel(Turns([Reply.text(DONE)]))
     async with factory_with(encrypted_client(client, RING), db_url, model) as f:
         body = f.run_input(TICKET).model_dump(mode="json")
-        handle = await client.start_workflow("AgentWorkflow", body, id=f"agent/it-triage/acme/{body['run_key']}", task_queue=f.task_queue)
+        handle = await client.start_workflow(Workflow.AGENT, body, id=f"agent/it-triage/acme/{body['run_key']}", task_queue=f.task_queue)
         cause = await fails_at_once(handle)
     assert cause.type == "PayloadNotEncrypted" and "sent in clear text" in cause.message and "--codec-endpoint" in cause.message
     assert model.requests == []
@@ -62,7 +68,7 @@ async def test_an_undecodable_start_fails_the_run_at_once(client, db_url, damage
         [payload] = await data_converter(ring).encode([run_input])
         if damage == "altered":
             payload.data = payload.data[:-1] + bytes([payload.data[-1] ^ 1])
-        handle = await client.start_workflow("AgentWorkflow", RawValue(payload), id=run_input.workflow_id, task_queue=f.task_queue)
+        handle = await client.start_workflow(Workflow.AGENT, RawValue(payload), id=run_input.workflow_id, task_queue=f.task_queue)
         cause = await fails_at_once(handle)
     assert cause.type == "PayloadUndecodable" and "could not be decrypted" in cause.message
     assert model.requests == []
@@ -74,8 +80,8 @@ async def test_a_clear_text_decision_is_refused_and_the_run_goes_on(client, db_u
     async with factory_with(sealed, db_url, model) as f:
         run = await f.start(TICKET, requester="tom.becker")
         await parked(run)
-        await client.get_workflow_handle(run.workflow_id).signal("approve", ApprovalDecision(approver="maria.keller"))
-        ledger = await run.handle.query("approvals", result_type=ApprovalLedger)
+        await client.get_workflow_handle(run.workflow_id).signal(Signal.APPROVE, ApprovalDecision(approver="maria.keller"))
+        ledger = await run.handle.query(Query.APPROVALS, result_type=ApprovalLedger)
         assert "sent in clear text" in ledger.refusals[0].reason and ledger.requests[0].status == "pending"
         await f.factory.decide(run.workflow_id, "maria.keller", "approve")
         result = await run.result()

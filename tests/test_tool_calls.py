@@ -8,7 +8,8 @@ from sqlmodel import Session, select
 from activities.db import engine_for
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.tools.it_desk_activities import Ticket
-from aifactory.client import RunFailed
+from aifactory import OutputInvalid, ToolArgumentsInvalid
+from tests.support.failures import fails_with
 from contracts.tools import ToolOutcome
 from tests.support.harness import factory_with, replay
 
@@ -78,7 +79,7 @@ async def test_invalid_calls_are_bounded(client, db_url):
     model = ScriptedModel(Turns([Reply.tool("create_ticket", {"category": "nope"})] * 6))
     async with factory_with(client, db_url, model) as f:
         run = await f.start(TICKET)
-        with pytest.raises(RunFailed) as failed:
+        with fails_with(ToolArgumentsInvalid) as failed:
             await run.result()
         await replay(run.handle)
     assert failed.value.type == "ToolArgumentsInvalid"
@@ -101,7 +102,7 @@ async def test_output_still_invalid_after_repair_fails_typed(client, db_url):
     model = ScriptedModel(Turns([Reply.text("I think it is hardware."), Reply.text({"category": "chairs"})]))
     async with factory_with(client, db_url, model) as f:
         run = await f.start(TICKET)
-        with pytest.raises(RunFailed) as failed:
+        with fails_with(OutputInvalid) as failed:
             await run.result()
         await replay(run.handle)
     assert failed.value.type == "OutputInvalid"

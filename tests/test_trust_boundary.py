@@ -26,8 +26,12 @@ from activities.keys import KeyRing
 from activities.model.scripted import Reply, ScriptedModel, Turns
 from activities.switches import set_switch
 from activities.tools.it_desk_activities import Ticket
+from aifactory.client import RunHandle
+from aifactory.errors import BY_TYPE
 from contracts.control import SwitchScope
 from contracts.model import ModelCallInput, system_prompt
+from contracts.wire import Activity, Query, Update, Workflow
+from tests.support.failures import fails_with
 from tests.support.harness import AGENTS, REPO, factory_with, replay, shipped_triage
 
 TICKET = {"ticket_text": "Core switch in building B is down, nobody has network.", "requester_email": "ana.silva@example.com"}
@@ -56,7 +60,7 @@ def tickets(db_url: str) -> list[Ticket]:
 async def raw_start(client, f, body: dict[str, Any], workflow_id: str | None = None):
     """A start through the plain temporalio client, bypassing `aifactory` (no search attributes, no checks)."""
     wid = workflow_id or f"agent/it-triage/{body['tenant']}/{body['run_key']}"
-    return await client.start_workflow("AgentWorkflow", body, id=wid, task_queue=f.task_queue)
+    return await client.start_workflow(Workflow.AGENT, body, id=wid, task_queue=f.task_queue)
 
 
 def thin(**extra: Any) -> dict[str, Any]:
@@ -68,12 +72,14 @@ async def failure_of(handle) -> ApplicationError:
         await handle.result()
     cause = failed.value.cause
     assert isinstance(cause, ApplicationError)
+    with fails_with(BY_TYPE[cause.type]):  # the face raises the class of that type (InvalidRunInput, RunStopped, ...)
+        await RunHandle(handle.id, False, handle).result()
     return cause
 
 
 async def parked(client, handle) -> dict:
     for _ in range(500):
-        status = await handle.query("status")
+        status = await handle.query(Query.STATUS)
         if status.get("approval"):
             return status["approval"]
         await asyncio.sleep(0.02)
@@ -117,7 +123,7 @@ async def test_a_start_that_switches_governance_off_is_governed_as_a_normal_one(
         assert request["approval"]["chain"][0]["group"] == "it-desk-leads" and request["rule_id"] == "p1-needs-a-lead"
         assert tickets(db_url) == []
         decision = f.signed(handle.id, "maria.keller", "reject", request["id"], "not on my watch")  # signed by a desk lead
-        await handle.execute_update("decide_approval", decision)
+        await handle.execute_update(Update.DECIDE_APPROVAL, decision)
         result = await handle.result()
         history = await handle.fetch_history()
         await replay(handle)
@@ -125,7 +131,7 @@ async def test_a_start_that_switches_governance_off_is_governed_as_a_normal_one(
     calls = [
         ModelCallInput.model_validate_json(e.activity_task_scheduled_event_attributes.input.payloads[0].data)
         for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes") and e.activity_task_scheduled_event_attributes.activity_type.name == "call_model"
+        if e.HasField("activity_task_scheduled_event_attributes") and e.activity_task_scheduled_event_attributes.activity_type.name == Activity.CALL_MODEL
     ]
     # The agent's own envelope was drawn on, and its tools were the shipped release's.
     assert all(c.envelope is not None and c.envelope.limit_usd == 25.0 for c in calls)
@@ -140,7 +146,7 @@ async def test_a_forged_prompt_never_reaches_the_model_and_the_audit_records_wha
         release = {"spec": shipped_triage().spec.model_dump(mode="json"), "prompt": forged, "prompt_sha256": shipped_triage().prompt_sha256}
         handle = await raw_start(client, f, thin(release=release, admit_in_first_call=True))
         request = await parked(client, handle)
-        await handle.execute_update("decide_approval", f.signed(handle.id, "maria.keller", "approve", request["id"]))
+        await handle.execute_update(Update.DECIDE_APPROVAL, f.signed(handle.id, "maria.keller", "approve", request["id"]))
         await handle.result()
         await replay(handle)
         store = f"sqlite:///{tmp_path / 'audit.db'}"

@@ -23,6 +23,8 @@ from activities.notify import read_outbox
 from activities.tools import catalog
 from activities.tools.it_desk_activities import ItDeskActivities, Ticket
 from aifactory.client import RunFailed
+from aifactory import ModelResponseTooLarge
+from tests.support.failures import fails_with
 from contracts import search
 from tests.support.harness import factory_with, replay
 from tests.support.proxy import CuttableProxy
@@ -141,7 +143,7 @@ async def test_a_model_reply_too_large_for_history_fails_the_run_at_once(client,
     model = ScriptedModel(Turns([Reply.text("x" * 3_000_000)]))
     async with factory_with(client, db_url, model) as f:
         run = await f.start(TICKET)
-        with pytest.raises(RunFailed) as failed:
+        with fails_with(ModelResponseTooLarge) as failed:
             await run.result()
         await replay(run.handle)
     assert failed.value.type == "ModelResponseTooLarge" and "3,000,000 bytes" in str(failed.value)

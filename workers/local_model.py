@@ -31,6 +31,7 @@ from typing import Callable
 import httpx
 
 from workers.devserver import free_port, terminate
+from contracts.errors import FactoryError
 
 MODEL_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m"
 MODEL_FILE = f"{MODEL_NAME}.gguf"
@@ -46,7 +47,7 @@ CONTEXT_TOKENS = 8192
 Say = Callable[[str], None]
 
 
-class ModelInstallError(Exception):
+class ModelInstallError(FactoryError):
     """Installing or verifying the local model failed; the message says what to do."""
 
 

@@ -48,6 +48,7 @@ from activities.releases.registry import ReleaseRegistry
 from activities.switches import switch_history
 from activities.tools.catalog import tool_for_activity
 from contracts.tools import ToolContext
+from contracts.wire import Workflow
 from workers.agent_info import AgentInfoCollector
 
 RUN = ("agent", "version", "tenant")
@@ -253,7 +254,7 @@ class _WorkflowMetrics(WorkflowInboundInterceptor):
     metrics: FactoryMetrics
 
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
-        if workflow.info().workflow_type != "AgentWorkflow":
+        if workflow.info().workflow_type != Workflow.AGENT:
             return await super().execute_workflow(input)
         try:
             result = await super().execute_workflow(input)

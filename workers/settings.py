@@ -38,13 +38,14 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from activities.keys import KeyRing, key_ring_from_env
 from workers.codec import codec_key_ring, data_converter
 from workers.runtime import current_runtime
+from contracts.errors import FactoryError
 
 EMBEDDED_ADDRESS = "127.0.0.1:7233"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOME_DIR = ".aifactory"
 
 
-class FactoryHomeNotFound(LookupError):
+class FactoryHomeNotFound(FactoryError, LookupError):
     """No factory home: neither `AIFACTORY_HOME` nor a project folder above the working directory."""
 
 

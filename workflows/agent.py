@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.policy import Clock, Directory, Outcome, PolicyDecision, PolicySet, SafeDefault, Tier, ToolCallFacts
     from contracts.tools import ToolCallRecord, ToolContext, ToolOutcome
     from contracts import signing as S
+    from contracts.wire import AGENT_SIGNALS, AGENT_UPDATES, Activity, Query, Signal, Update, Workflow
     from policies.approvals import ApprovalBook
     from policies.signatures import refusal as signature_refusal
     from policies.engine import evaluate
@@ -100,8 +101,8 @@ MODEL_RETRY = RetryPolicy(
 ADMIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 
 #: Signals and updates a run takes (wire API). Anything else sent to a run is answered and recorded.
-SIGNALS = ("approve", "reject")
-UPDATES = ("decide_approval", "stop", "budget_decision", "resolve_tool")
+SIGNALS = AGENT_SIGNALS
+UPDATES = AGENT_UPDATES
 
 
 def idempotency_key(workflow_id: str, step: int, call_index: int) -> str:
@@ -118,7 +119,7 @@ def _problems(e: ValidationError) -> str:
     return "; ".join(f"field {'.'.join(map(str, err['loc'])) or '(root)'!r}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors())
 
 
-@workflow.defn(name="AgentWorkflow", failure_exception_types=[ValidationError])
+@workflow.defn(name=Workflow.AGENT, failure_exception_types=[ValidationError])
 class AgentWorkflow:
     @workflow.init
     def __init__(self, raw: RawValue) -> None:
@@ -183,7 +184,7 @@ class AgentWorkflow:
             self._legacy = not workflow.patched(WORKER_RESOLVES_PATCH)
         return self._legacy
 
-    @workflow.query(name="status")
+    @workflow.query(name=Query.STATUS)
     def status(self) -> RunStatus:
         return RunStatus(
             state=self._state,
@@ -197,7 +198,7 @@ class AgentWorkflow:
             approval=next(iter(self._book.pending()), None),
         )
 
-    @workflow.query(name="approvals")
+    @workflow.query(name=Query.APPROVALS)
     def approvals(self) -> ApprovalLedger:
         return self._ledger
 
@@ -230,7 +231,7 @@ class AgentWorkflow:
         if name not in SIGNALS:
             workflow.logger.warning("ignored signal %r: this run takes %s", name, ", ".join(SIGNALS))
             return
-        verdict = Verdict.APPROVE if name == "approve" else Verdict.REJECT
+        verdict = Verdict.APPROVE if name == Signal.APPROVE else Verdict.REJECT
         decision, problem = self._one(args, ApprovalDecision, f"signal {name}")
         if problem is not None:
             if not self._is_legacy():  # runs recorded before dropped such a signal without a trace
@@ -240,7 +241,7 @@ class AgentWorkflow:
 
     @workflow.update(dynamic=True)
     async def _update(self, name: str, args: Sequence[RawValue]) -> Any:
-        if name == "decide_approval":
+        if name == Update.DECIDE_APPROVAL:
             decision, problem = self._one(args, ApprovalDecision, "update decide_approval")
             if problem is None and not decision.approver.strip():
                 problem = "update decide_approval: approver is required"
@@ -251,13 +252,13 @@ class AgentWorkflow:
             if not answer.accepted:
                 raise ApplicationError(answer.reason, type=E.APPROVAL_REFUSED, non_retryable=True)
             return answer
-        if name == "stop":
+        if name == Update.STOP:
             order = await self._order(name, args, StopOrder, S.STOP, lambda o: S.stop_body(o.reason, o.switch_id), needs_reason=True)
             return self._take_stop(order)
-        if name == "resolve_tool":
+        if name == Update.RESOLVE_TOOL:
             resolution = await self._order(name, args, ToolResolution, S.TOOL, lambda o: S.tool_body(o.action, o.reason))
             return self._take_resolution(resolution)
-        if name == "budget_decision":
+        if name == Update.BUDGET_DECISION:
             decision = await self._order(name, args, BudgetDecision, S.BUDGET, lambda o: S.budget_body(o.action, o.note))
             return self._take_budget_decision(decision)
         raise ApplicationError(f"this run takes no update {name!r} (it takes: {', '.join(UPDATES)})", type=E.MESSAGE_REFUSED, non_retryable=True)
@@ -345,7 +346,7 @@ class AgentWorkflow:
         if policy is None:
             return pinned
         return await workflow.execute_local_activity(
-            "resolve_directory", policy, result_type=Directory, start_to_close_timeout=timedelta(seconds=10),
+            Activity.RESOLVE_DIRECTORY, policy, result_type=Directory, start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=[E.POLICY_FILE_ERROR]),
         )  # fmt: skip
 
@@ -495,7 +496,7 @@ class AgentWorkflow:
             self._restore(inp.carry)
         else:
             admitted = await workflow.execute_local_activity(
-                "admit_run",
+                Activity.ADMIT_RUN,
                 RunAdmission(agent=inp.agent_name, version=inp.version, tenant=inp.tenant),
                 result_type=RunAdmitted,
                 start_to_close_timeout=timedelta(seconds=30),
@@ -569,7 +570,7 @@ class AgentWorkflow:
             try:
                 result = await self._cancellable(
                     workflow.start_activity(
-                        "call_model",
+                        Activity.CALL_MODEL,
                         request,
                         result_type=ModelCallResult,
                         start_to_close_timeout=timedelta(seconds=model.timeout_seconds + 5),
@@ -628,7 +629,7 @@ class AgentWorkflow:
 
     async def _resolve_policy(self) -> PolicySet:
         return await workflow.execute_local_activity(
-            "resolve_policy",
+            Activity.RESOLVE_POLICY,
             self._spec.policy,
             result_type=PolicySet,
             start_to_close_timeout=timedelta(seconds=10),
@@ -637,7 +638,7 @@ class AgentWorkflow:
 
     async def _check_kill_switch(self) -> KillSwitchState | None:
         return await workflow.execute_local_activity(
-            "check_kill_switch",
+            Activity.CHECK_KILL_SWITCH,
             SwitchQuery(agent=self._spec.name, tenant=self._tenant),
             result_type=KillSwitchState | None,
             start_to_close_timeout=timedelta(seconds=10),
@@ -1000,7 +1001,7 @@ class AgentWorkflow:
             return wall
         try:
             result = await workflow.execute_local_activity(
-                "compute_business_deadline", BusinessDeadlineInput(calendar=calendar, start=now, sla=tier.sla),
+                Activity.COMPUTE_BUSINESS_DEADLINE, BusinessDeadlineInput(calendar=calendar, start=now, sla=tier.sla),
                 result_type=BusinessDeadlineResult, start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=[E.UNKNOWN_TIME_ZONE]),
             )  # fmt: skip
@@ -1072,7 +1073,7 @@ class AgentWorkflow:
         )  # fmt: skip
         try:
             await workflow.execute_activity(
-                "send_notification",
+                Activity.SEND_NOTIFICATION,
                 notification,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=6),

@@ -14,21 +14,22 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from contracts.audit import AuditPassInput, AuditPassResult
+    from contracts.wire import Activity, Workflow
 
 
-@workflow.defn(name="AuditExportWorkflow")
+@workflow.defn(name=Workflow.AUDIT_EXPORT)
 class AuditExportWorkflow:
     @workflow.run
     async def run(self, inp: AuditPassInput) -> AuditPassResult:
         retry = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=5)
         result = await workflow.execute_activity(
-            "export_audit", inp, result_type=AuditPassResult,
+            Activity.EXPORT_AUDIT, inp, result_type=AuditPassResult,
             start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(minutes=2), retry_policy=retry,
             summary="export agent runs to the audit store",
         )  # fmt: skip
         if inp.enforce_retention:
             deleted = await workflow.execute_activity(
-                "enforce_audit_retention", inp, result_type=list[str],
+                Activity.ENFORCE_AUDIT_RETENTION, inp, result_type=list[str],
                 start_to_close_timeout=timedelta(minutes=10), retry_policy=retry, summary="audit retention",
             )  # fmt: skip
             result = result.model_copy(update={"deleted_runs": len(deleted)})

@@ -16,13 +16,14 @@ from datetime import datetime, time, timedelta, timezone
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.audit import WITNESS_WORKFLOW, WitnessBatch
+    from contracts.audit import WitnessBatch
+    from contracts.wire import Query, Signal, Workflow
 
 #: How long after its day a witness stays open for the passes that straddle midnight.
 GRACE = timedelta(hours=1)
 
 
-@workflow.defn(name=WITNESS_WORKFLOW)
+@workflow.defn(name=Workflow.AUDIT_WITNESS)
 class AuditWitnessWorkflow:
     def __init__(self) -> None:
         self._entries = 0
@@ -36,11 +37,11 @@ class AuditWitnessWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._entries
 
-    @workflow.signal(name="witness")
+    @workflow.signal(name=Signal.WITNESS)
     def witness(self, batch: WitnessBatch) -> None:
         # Nothing to do: the signal in history is the witness. The count is for the UI.
         self._entries += len(batch.entries)
 
-    @workflow.query(name="entries")
+    @workflow.query(name=Query.ENTRIES)
     def entries(self) -> int:
         return self._entries

@@ -17,6 +17,7 @@ from activities.audit.store import AuditJob
 from activities.db import engine_for
 from activities.keys import KeyRing
 from contracts.audit import AuditPassInput, AuditPassResult
+from contracts.wire import Activity
 
 SCHEDULED_BY = "schedule"
 
@@ -27,7 +28,7 @@ class AuditActivities:
         self.ring = ring
         self.retention_days = retention_days
 
-    @activity.defn(name="export_audit")
+    @activity.defn(name=Activity.EXPORT_AUDIT)
     async def export_audit(self, inp: AuditPassInput) -> AuditPassResult:
         with Session(engine_for(self.db_url)) as s:
             last = s.exec(
@@ -42,7 +43,7 @@ class AuditActivities:
             queues_without_workers=report.queues_without_workers,
         )  # fmt: skip
 
-    @activity.defn(name="enforce_audit_retention")
+    @activity.defn(name=Activity.ENFORCE_AUDIT_RETENTION)
     async def enforce_audit_retention(self, inp: AuditPassInput) -> list[str]:
         retired = await asyncio.to_thread(retire_runs, self.db_url, self.retention_days)
         exporter = AuditExporter(activity.client(), self.db_url, self.ring, witness_queue=activity.info().task_queue)

@@ -37,10 +37,11 @@ from activities.db import engine_for
 from activities.keys import KeyRing
 from contracts import visibility as V
 from contracts.audit import WITNESS_WORKFLOW, AuditRecord, WitnessBatch, WitnessEntry, witness_id
+from contracts.wire import Signal, Workflow
 
 log = logging.getLogger("aifactory.audit")
 
-AGENT_WORKFLOW = "AgentWorkflow"
+AGENT_WORKFLOW = Workflow.AGENT
 #: The status of a run whose history the exporter cannot read: a gap in the store, not a chain.
 UNREADABLE = "unreadable"
 
@@ -305,7 +306,7 @@ class AuditExporter:
         day = utcnow().date().isoformat()
         await self.client.start_workflow(
             WITNESS_WORKFLOW, day, id=witness_id(witness_scope(self.ring, self.ring.active), day), task_queue=self.witness_queue,
-            start_signal="witness", start_signal_args=[batch], id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            start_signal=Signal.WITNESS, start_signal_args=[batch], id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         )  # fmt: skip
 
     async def _witness(self, job_id: int) -> int:

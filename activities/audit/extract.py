@@ -49,9 +49,11 @@ from contracts.run import AgentRunInput, AgentRunResult, RunFailure
 from contracts.tools import ToolCallRecord, ToolContext, ToolOutcome
 from contracts.budget import BudgetDecision
 from contracts.control import StopOrder, ToolResolution
+from contracts.wire import AGENT_SIGNALS, Activity
+from contracts.wire import Update as U
 
-MODEL_ACTIVITY = "call_model"
-NOTIFY_ACTIVITY = "send_notification"
+MODEL_ACTIVITY = Activity.CALL_MODEL
+NOTIFY_ACTIVITY = Activity.SEND_NOTIFICATION
 APPROVAL_NOTICES = {
     "approval_requested": K.APPROVAL_REQUESTED,
     "approval_expired": K.APPROVAL_EXPIRED,
@@ -296,7 +298,7 @@ class _Reader:
 
     async def signaled(self, event: HistoryEvent) -> None:
         a = event.workflow_execution_signaled_event_attributes
-        if a.signal_name not in ("approve", "reject"):
+        if a.signal_name not in AGENT_SIGNALS:
             return
         client = f" · client {a.identity}" if a.identity else ""
         try:
@@ -314,7 +316,7 @@ class _Reader:
     async def update_accepted(self, event: HistoryEvent) -> None:
         a = event.workflow_execution_update_accepted_event_attributes
         name = a.accepted_request.input.name
-        model = {"decide_approval": ApprovalDecision, "stop": StopOrder, "budget_decision": BudgetDecision, "resolve_tool": ToolResolution}.get(name)
+        model = {U.DECIDE_APPROVAL: ApprovalDecision, U.STOP: StopOrder, U.BUDGET_DECISION: BudgetDecision, U.RESOLVE_TOOL: ToolResolution}.get(name)
         value, problem = None, None
         try:
             if model is None:
@@ -335,7 +337,7 @@ class _Reader:
         if a.outcome.HasField("failure"):
             refused = problem or _message(await self.converter.decode_failure(a.outcome.failure))
         client = f" · client {identity}" if identity else ""
-        if name == "decide_approval":
+        if name == U.DECIDE_APPROVAL:
             d: ApprovalDecision | None = value
             detail = f"update refused: {refused}" if refused else "update accepted"
             self.add(
@@ -346,14 +348,14 @@ class _Reader:
         elif refused is not None:
             by = getattr(value, "by", None)
             self.add(event, K.MESSAGE_REFUSED, outcome=name, person=by, detail=f"{refused}{client}", signer=_signer(getattr(value, "signature", None)))
-        elif name == "stop":  # a kill switch: who threw it and why
+        elif name == U.STOP:  # a kill switch: who threw it and why
             order: StopOrder = value
             switch = f"kill switch #{order.switch_id}: " if order.switch_id is not None else ""
             self.add(event, K.KILLED, person=order.by, outcome="stop", detail=f"{switch}{order.reason}{_proof(order.signature)}", signer=_signer(order.signature))
-        elif name == "resolve_tool":
+        elif name == U.RESOLVE_TOOL:
             tr: ToolResolution = value
             self.add(event, K.TOOL_RESOLVED, person=tr.by, outcome=tr.action, note=tr.reason or None, detail=f"resolved{_proof(tr.signature)}{client}", signer=_signer(tr.signature))
-        elif name == "budget_decision":
+        elif name == U.BUDGET_DECISION:
             bd: BudgetDecision = value
             self.add(event, K.BUDGET_DECISION, person=bd.by, outcome=bd.action, note=bd.note or None, detail=f"cost envelope spent{_proof(bd.signature)}", signer=_signer(bd.signature))
 

@@ -30,8 +30,9 @@ from activities.db import engine_for
 from activities.keys import KeyRing
 from contracts import visibility as V
 from contracts.audit import WITNESS_PREFIX, WITNESS_WORKFLOW, WitnessBatch, WitnessEntry
+from contracts.wire import Signal, Workflow
 
-AGENT_WORKFLOW = "AgentWorkflow"
+AGENT_WORKFLOW = Workflow.AGENT
 
 
 @dataclass
@@ -59,7 +60,7 @@ async def witnessed_heads(
             if not event.HasField("workflow_execution_signaled_event_attributes"):
                 continue
             a = event.workflow_execution_signaled_event_attributes
-            if a.signal_name != "witness":
+            if a.signal_name != Signal.WITNESS:
                 continue
             [batch] = await client.data_converter.decode(a.input.payloads, [WitnessBatch])
             for e in batch.entries:

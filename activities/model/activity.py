@@ -28,6 +28,7 @@ from activities.tools.catalog import CATALOG
 from contracts.errors import MODEL_CALL_REJECTED, MODEL_RESPONSE_INVALID, MODEL_RESPONSE_TOO_LARGE, RELEASE_UNAVAILABLE, TRANSCRIPT_MISSING
 from contracts.budget import BudgetNote, EnvelopeRef
 from contracts.model import ChatMessage, ModelCallInput, ModelCallResult, ToolCall, Usage, system_prompt
+from contracts.wire import Activity
 
 
 def to_openai_message(m: ChatMessage) -> dict[str, Any]:
@@ -184,7 +185,7 @@ class ModelActivities:
         sent = hashlib.sha256(release.prompt.encode("utf-8")).hexdigest()
         return ChatMessage(role="system", content=system_prompt(release.prompt, release.spec.output_schema)), sent
 
-    @activity.defn(name="call_model")
+    @activity.defn(name=Activity.CALL_MODEL)
     async def call_model(self, inp: ModelCallInput) -> ModelCallResult:
         admitted = None
         if inp.admission is not None:  # a run's first call: refused under a kill switch, else its policy

@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from contracts.agent import AgentRelease, AgentSpec
+from contracts.errors import FactoryError
 
 SPEC_FILE = "agent.yaml"
 PROMPT_FILE = "prompt.md"
@@ -46,7 +47,7 @@ class LoadedAgent:
         return self.release.spec.name if self.release else self.folder.name
 
 
-class AgentNotFound(LookupError):
+class AgentNotFound(FactoryError, LookupError):
     pass
 
 

@@ -31,9 +31,10 @@ import sys
 
 from activities.api_keys import ApiKeyError, ApiKeyInfo, ApiKeyStore
 from workers.settings import Settings
+from aifactory.errors import FactoryError
 
 
-class GatewayCliError(Exception):
+class GatewayCliError(FactoryError):
     """A clear one-line refusal (exit 2)."""
 
 

@@ -29,6 +29,7 @@ from contracts import visibility as V
 from contracts.agent import AGENT_NAME
 from contracts.approval import ApprovalLedger
 from contracts.run import RunStatus, run_workflow_id
+from contracts.wire import Query
 
 log = logging.getLogger("aifactory.gateway")
 
@@ -151,7 +152,7 @@ async def existing(factory: FactoryClient, run: RunId) -> tuple[RunHandle, Phase
 
 async def progress(handle: RunHandle) -> RunStatus | None:
     try:
-        return await handle.handle.query("status", result_type=RunStatus, rpc_timeout=QUERY_TIMEOUT)
+        return await handle.handle.query(Query.STATUS, result_type=RunStatus, rpc_timeout=QUERY_TIMEOUT)
     except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as e:
         log.warning("run %s did not answer its status query: %s", handle.workflow_id, e)
         return None
@@ -192,7 +193,7 @@ def agent_known(factory: FactoryClient, agent: str) -> bool:
 def approvals_query(tenants: list[str] | None, agents: list[str] | None, group: str | None) -> str:
     """Running agent runs parked on an approval, of these tenants and agents (None: any), for `group`."""
     return V.all_of(
-        V.eq("WorkflowType", "AgentWorkflow"), V.eq("ExecutionStatus", "Running"), V.eq("AwaitingApproval", True),
+        V.present("AgentName"), V.eq("ExecutionStatus", "Running"), V.eq("AwaitingApproval", True),
         V.any_of(*(V.eq("Tenant", t) for t in tenants)) if tenants is not None else "",
         V.any_of(*(V.eq("AgentName", a) for a in agents)) if agents is not None else "",
         V.eq("ApprovalGroup", group) if group is not None else "",
@@ -226,7 +227,7 @@ async def pending(
     async def waiting(wid: str) -> list[PendingDecision]:
         async with gate:
             try:
-                ledger = await factory.client.get_workflow_handle(wid).query("approvals", result_type=ApprovalLedger, rpc_timeout=QUERY_TIMEOUT)
+                ledger = await factory.client.get_workflow_handle(wid).query(Query.APPROVALS, result_type=ApprovalLedger, rpc_timeout=QUERY_TIMEOUT)
             except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as e:
                 log.warning("run %s did not answer its approvals query, left out of the listing: %s", wid, e)
                 return []

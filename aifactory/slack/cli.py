@@ -21,9 +21,10 @@ import os
 import signal
 
 from workers.settings import Settings
+from aifactory.errors import FactoryError
 
 
-class SlackCliError(Exception):
+class SlackCliError(FactoryError):
     """A clear one-line refusal (exit 2)."""
 
 

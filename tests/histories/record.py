@@ -44,6 +44,7 @@ from aifactory.client import RunFailed
 from contracts.approval import ApprovalDecision
 from contracts.control import SwitchScope
 from contracts import search
+from contracts.wire import Signal, Update
 from tests.support.harness import factory_with, seed_db
 from workers.devserver import temporal_cli
 
@@ -184,7 +185,7 @@ async def record() -> None:
 
                         while (await run.status()).approval is None:
                             await asyncio.sleep(0.05)
-                        await run.handle.execute_update("stop", StopOrder(by="maria.keller", reason="recorded", switch_id=1), result_type=StopAnswer)
+                        await run.handle.execute_update(Update.STOP, StopOrder(by="maria.keller", reason="recorded", switch_id=1), result_type=StopAnswer)
                     if name in DECISIONS:
                         while (await run.status()).approval is None:
                             await asyncio.sleep(0.05)
@@ -194,7 +195,7 @@ async def record() -> None:
                         while (await run.status()).approval is None:
                             await asyncio.sleep(0.05)
                         request = (await run.status()).approval
-                        await run.handle.signal("approve", f.signed(run.workflow_id, BUSINESS_HOURS[name], "approve", request.id, "recorded"))
+                        await run.handle.signal(Signal.APPROVE, f.signed(run.workflow_id, BUSINESS_HOURS[name], "approve", request.id, "recorded"))
                     try:
                         await run.result()
                     except RunFailed:
