@@ -54,7 +54,7 @@ from contracts.control import KillSwitchState, StopAnswer, StopOrder, SwitchScop
 from contracts.errors import RELEASE_UNKNOWN
 from contracts.run import AgentRunInput, AgentRunResult, RunFailure, RunStatus, run_workflow_id
 from contracts.schema import schema_problems
-from contracts.wire import Query, Update
+from contracts.wire import Query, Update, Workflow
 from policies.loader import policies_dir
 from workers.settings import Settings, connect
 from workflows.agent import AgentWorkflow
@@ -435,9 +435,12 @@ def running_runs_query(*, agent: str | None = None, tenant: str | None = None) -
     (each value checked against its grammar: `QueryValueRejected` names one that is not).
 
     An agent run is one that carries `AgentName` (set at start, corrected by the worker), whatever
-    its workflow type: a type is an implementation name, the agent is what an operator means."""
+    its workflow type: a type is an implementation name, the agent is what an operator means. With
+    no agent named, an agent workflow started without the label (a raw start its worker has not yet
+    admitted, perhaps never will) is in scope too, so `kill --all` reaches it."""
+    every_agent = V.any_of(V.present("AgentName"), V.eq("WorkflowType", Workflow.AGENT.value))
     return V.all_of(
-        V.eq("AgentName", agent) if agent is not None else V.present("AgentName"), V.eq("ExecutionStatus", "Running"),
+        V.eq("AgentName", agent) if agent is not None else every_agent, V.eq("ExecutionStatus", "Running"),
         V.eq("Tenant", tenant) if tenant is not None else "",
     )  # fmt: skip
 

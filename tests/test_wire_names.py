@@ -51,7 +51,8 @@ def test_every_platform_activity_is_registered_under_its_wire_name():
 
 
 def test_runs_are_selected_by_agent_name_not_by_workflow_type():
-    for query in (running_runs_query(), running_runs_query(agent="it-triage", tenant="acme"), approvals_query(["acme"], None, None)):
+    for query in (running_runs_query(agent="it-triage", tenant="acme"), approvals_query(["acme"], None, None)):
         assert "WorkflowType" not in query and "AgentName" in query
-    assert running_runs_query() == 'AgentName IS NOT NULL AND ExecutionStatus = "Running"'
+    # Every agent run: labelled ones of any workflow type, and an agent workflow a raw start left unlabelled.
+    assert running_runs_query() == '((AgentName IS NOT NULL OR WorkflowType = "AgentWorkflow")) AND ExecutionStatus = "Running"'
     assert running_runs_query(agent="it-triage") == 'AgentName = "it-triage" AND ExecutionStatus = "Running"'
