@@ -183,7 +183,7 @@ def _entry(entry: Element, ns: dict[str, str], fallback_id: str) -> list[Transac
     details = entry.findall("c:NtryDtls/c:TxDtls", ns) or [None]
     out = []
     for k, tx in enumerate(details, start=1):
-        own_amt = None if tx is None else (tx.find("c:AmtDtls/c:TxAmt/c:Amt", ns) or tx.find("c:Amt", ns))
+        own_amt = None if tx is None else _first(tx, ns, "c:AmtDtls/c:TxAmt/c:Amt", "c:Amt")
         use = own_amt if (own_amt is not None and len(details) > 1) else amt
         currency = use.get("Ccy", "")
         if not re.fullmatch(r"[A-Z]{3}", currency):
@@ -206,6 +206,15 @@ def _entry(entry: Element, ns: dict[str, str], fallback_id: str) -> list[Transac
             )
         )
     return out
+
+
+def _first(parent: Element, ns: dict[str, str], *paths: str) -> Element | None:
+    # Not `find(a) or find(b)`: an Element without children is falsy, so `or` would skip a found leaf.
+    for path in paths:
+        found = parent.find(path, ns)
+        if found is not None:
+            return found
+    return None
 
 
 def _details(tx: Element, ns: dict[str, str], direction: Direction) -> tuple[str, str, str, str]:
