@@ -133,3 +133,16 @@ async def test_a_reference_that_names_no_document_is_refused(tmp_path):
     with pytest.raises(ApplicationError) as caught:
         await ActivityEnvironment().run(tools.ocr_document, ctx(), OcrDocumentArgs(document=missing))
     assert caught.value.type == "DocumentNotFound" and caught.value.non_retryable and missing in str(caught.value)
+
+
+async def test_a_scanned_pdf_without_a_text_layer_is_recognised(tmp_path):
+    from PIL import Image
+
+    out = io.BytesIO()
+    with Image.open(SAMPLES / "invoice-kessler.jpg") as scan:
+        scan.convert("RGB").save(out, format="PDF", resolution=120)
+    store = DocumentStore(tmp_path)
+    ref = store.put(out.getvalue(), "scanned.pdf")
+    result = await ActivityEnvironment().run(FinanceActivities("sqlite://", store=store).ocr_document, ctx(), OcrDocumentArgs(document=ref))
+    assert result.source == "ocr" and result.pages == 1
+    assert "KL-55890" in "".join(line.text for line in result.lines).replace(" ", "")
