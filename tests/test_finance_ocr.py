@@ -117,6 +117,11 @@ async def test_a_file_that_is_no_image_or_pdf_is_refused(tmp_path):
     assert e.type == "DocumentUnreadable" and "not a PNG, JPEG or PDF" in str(e)
 
 
+async def test_an_empty_file_is_refused(tmp_path):
+    e = await ocr_error(tmp_path, b"", "upload.pdf")
+    assert e.type == "DocumentUnreadable" and "is empty (0 bytes)" in str(e)
+
+
 async def test_an_empty_pdf_is_refused(tmp_path):
     e = await ocr_error(tmp_path, pdf_of(1), "blank.pdf")
     assert e.type == "DocumentUnreadable" and "no text layer and no images" in str(e)

@@ -102,6 +102,9 @@ class FinanceActivities:
 
     @activity.defn(name=READ_STATEMENT.activity_name)
     async def read_statement(self, ctx: ToolContext, args: ReadStatementArgs) -> Statement:
+        return await asyncio.to_thread(self._read_statement, args)
+
+    def _read_statement(self, args: ReadStatementArgs) -> Statement:
         doc = open_or_refuse(self.store, args.document)
         try:
             return parse_statement(doc.data, doc.ref, args.format)
@@ -110,7 +113,8 @@ class FinanceActivities:
 
     @activity.defn(name=MATCH_TRANSACTIONS.activity_name)
     async def match_transactions(self, ctx: ToolContext, args: MatchTransactionsArgs) -> MatchResult:
-        return matching.match(args.invoices, args.transactions, args.date_window_days)
+        # Off the event loop: 500 invoices against 5000 transactions is seconds of difflib.
+        return await asyncio.to_thread(matching.match, args.invoices, args.transactions, args.date_window_days)
 
     @activity.defn(name=POST_RECONCILIATION.activity_name)
     async def post_reconciliation(self, ctx: ToolContext, args: PostReconciliationArgs) -> ReconciliationRecord:

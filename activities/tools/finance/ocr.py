@@ -45,6 +45,8 @@ def kind_of(data: bytes) -> str:
 
 def read_document(doc: StoredDocument, max_pages: int = DEFAULT_MAX_PAGES) -> OcrResult:
     """The text lines of a stored scan or PDF, with a confidence per line."""
+    if not doc.data:
+        raise unreadable(f"document {doc.ref} ({doc.name or 'unnamed'}) is empty (0 bytes)")
     kind = kind_of(doc.data)
     if kind in ("png", "jpeg"):
         lines = recognise(doc.data, f"{doc.ref} ({kind})")
