@@ -1,0 +1,181 @@
+"""The finance tools' activities and the reconciliation ledger they post to.
+
+Not workflow-safe (files, SQL, OCR). `ocr_document` and `read_statement` read
+stored documents by reference; `match_transactions` runs the pure matcher
+(`matching`); `post_reconciliation` writes the ledger, one batch per idempotency
+key: a retried or repeated call returns the batch the first call posted.
+
+The batch key is derived from the arguments (the statement and the sorted
+pairs), not only from the call: the model that proposes the same posting twice
+in one run, on two steps, still posts once. The workflow's per-call key is kept
+beside it for the audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from datetime import datetime, timezone
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.db import engine_for
+from activities.tools.finance import matching
+from activities.tools.finance.declarations import (
+    MATCH_TRANSACTIONS,
+    OCR_DOCUMENT,
+    POST_RECONCILIATION,
+    READ_STATEMENT,
+    LedgerEntry,
+    MatchResult,
+    MatchTransactionsArgs,
+    OcrDocumentArgs,
+    OcrResult,
+    PostReconciliationArgs,
+    ReadStatementArgs,
+    ReconciliationRecord,
+    Statement,
+)
+from activities.tools.finance.documents import DocumentStore, open_or_refuse
+from activities.tools.finance.ocr import DEFAULT_MAX_PAGES, read_document
+from activities.tools.finance.statements import StatementError, malformed, parse_statement
+from contracts.errors import TOOL_FAILED
+from contracts.tools import ToolContext
+
+
+class ReconciliationEntry(SQLModel, table=True):
+    """One invoice paired with one bank transaction, as posted."""
+
+    __tablename__ = "finance_reconciliation"
+    id: int | None = Field(default=None, primary_key=True)
+    batch_key: str = Field(index=True)
+    """sha256 of the batch's arguments: the idempotency key."""
+    call_key: str
+    """The workflow's idempotency key of the call that posted it."""
+    tenant: str = Field(index=True)
+    run_id: str
+    statement: str
+    invoice_number: str
+    transaction_id: str
+    score: float
+    reasons: str
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+class ReconciliationBatch(SQLModel, table=True):
+    """One posting: its entries share its key; the unique key makes the write happen once."""
+
+    __tablename__ = "finance_reconciliation_batch"
+    batch_key: str = Field(primary_key=True)
+    tenant: str
+    run_id: str
+    entries: int
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+def batch_key(tenant: str, args: PostReconciliationArgs) -> str:
+    """The idempotency key of a posting: the same tenant, statement and pairs give the same key."""
+    pairs = sorted((m.invoice_number, m.transaction_id) for m in args.matches)
+    canonical = json.dumps([tenant, args.statement, pairs], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class FinanceActivities:
+    """Finance tool activities bound to a SQL store and a document store."""
+
+    def __init__(self, db_url: str, store: DocumentStore | None = None, max_pdf_pages: int | None = None) -> None:
+        self._db_url = db_url
+        self.store = store or DocumentStore.default()
+        self.max_pdf_pages = max_pdf_pages or int(os.environ.get("AIFACTORY_OCR_MAX_PAGES", DEFAULT_MAX_PAGES))
+
+    @activity.defn(name=OCR_DOCUMENT.activity_name)
+    async def ocr_document(self, ctx: ToolContext, args: OcrDocumentArgs) -> OcrResult:
+        return await asyncio.to_thread(self._ocr, args.document)
+
+    def _ocr(self, ref: str) -> OcrResult:
+        return read_document(open_or_refuse(self.store, ref), self.max_pdf_pages)
+
+    @activity.defn(name=READ_STATEMENT.activity_name)
+    async def read_statement(self, ctx: ToolContext, args: ReadStatementArgs) -> Statement:
+        return await asyncio.to_thread(self._read_statement, args)
+
+    def _read_statement(self, args: ReadStatementArgs) -> Statement:
+        doc = open_or_refuse(self.store, args.document)
+        try:
+            return parse_statement(doc.data, doc.ref, args.format)
+        except StatementError as e:
+            raise malformed(doc.ref, str(e)) from None
+
+    @activity.defn(name=MATCH_TRANSACTIONS.activity_name)
+    async def match_transactions(self, ctx: ToolContext, args: MatchTransactionsArgs) -> MatchResult:
+        # Off the event loop: 500 invoices against 5000 transactions is seconds of difflib.
+        return await asyncio.to_thread(matching.match, args.invoices, args.transactions, args.date_window_days)
+
+    @activity.defn(name=POST_RECONCILIATION.activity_name)
+    async def post_reconciliation(self, ctx: ToolContext, args: PostReconciliationArgs) -> ReconciliationRecord:
+        if not ctx.idempotency_key:
+            raise ApplicationError("post_reconciliation needs an idempotency key", type=TOOL_FAILED, non_retryable=True)
+        pairs = [(m.invoice_number, m.transaction_id) for m in args.matches]
+        for label, values in (("invoice", [p[0] for p in pairs]), ("transaction", [p[1] for p in pairs])):
+            twice = sorted({v for v in values if values.count(v) > 1})
+            if twice:
+                raise ApplicationError(
+                    f"matches: each {label} may be posted once per batch; {', '.join(twice)} appear(s) twice",
+                    type=TOOL_FAILED,
+                    non_retryable=True,
+                )
+        return await asyncio.to_thread(self._post, ctx, args)
+
+    def _post(self, ctx: ToolContext, args: PostReconciliationArgs) -> ReconciliationRecord:
+        engine = engine_for(self._db_url)
+        key = batch_key(ctx.tenant, args)
+        existing = self._batch(engine, key)
+        if existing is not None:
+            return existing
+        try:
+            # One transaction: the batch row and its entries are written together or not at all.
+            with Session(engine) as s:
+                s.add(ReconciliationBatch(batch_key=key, tenant=ctx.tenant, run_id=ctx.run_id, entries=len(args.matches)))
+                s.flush()  # the batch's unique key is taken first, so a concurrent duplicate fails here
+                for m in args.matches:
+                    s.add(
+                        ReconciliationEntry(
+                            batch_key=key,
+                            call_key=ctx.idempotency_key or "",
+                            tenant=ctx.tenant,
+                            run_id=ctx.run_id,
+                            statement=args.statement,
+                            invoice_number=m.invoice_number,
+                            transaction_id=m.transaction_id,
+                            score=m.score,
+                            reasons="; ".join(m.reasons),
+                        )
+                    )
+                s.commit()
+        except IntegrityError:  # a concurrent duplicate won the race: one effect, same answer
+            existing = self._batch(engine, key)
+            assert existing is not None
+            return existing
+        record = self._batch(engine, key)
+        assert record is not None
+        return record.model_copy(update={"created": True})
+
+    @staticmethod
+    def _batch(engine, key: str) -> ReconciliationRecord | None:
+        with Session(engine) as s:
+            if s.get(ReconciliationBatch, key) is None:
+                return None
+            rows = s.exec(select(ReconciliationEntry).where(ReconciliationEntry.batch_key == key).order_by(ReconciliationEntry.id)).all()
+        return ReconciliationRecord(
+            batch_id=f"REC-{key[:12]}",
+            entries=[LedgerEntry(entry_id=f"REC-{key[:12]}-{i}", invoice_number=r.invoice_number, transaction_id=r.transaction_id) for i, r in enumerate(rows, 1)],
+            created=False,
+        )
+
+    def activities(self) -> list:
+        return [self.ocr_document, self.read_statement, self.match_transactions, self.post_reconciliation]

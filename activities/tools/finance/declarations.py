@@ -1,0 +1,259 @@
+"""Declarations of the finance tools: invoice OCR, bank statements, matching, the ledger.
+
+Workflow-safe: models and metadata only (no I/O); the implementations are in
+`activities.tools.finance.activities`. Documents cross the Temporal boundary by
+reference (`doc:sha256:<hex>`, see `activities.tools.finance.documents`), never
+as bytes, so history holds a 71-character reference instead of a scan.
+
+Amounts are `Decimal` (money is never a float); pydantic writes them to JSON as
+strings, so they round-trip through history exactly.
+
+The failures the tools raise are `ApplicationError`s whose `type` is one of the
+names below (wire API: add, never rename). All are non-retryable, because a
+second attempt reads the same bytes::
+
+    DocumentNotFound      the reference names no stored document
+    DocumentUnreadable    not a PNG/JPEG/PDF we can decode, or a PDF with no text and no image
+    DocumentTooLong       a PDF above the worker's page limit (the message gives both numbers)
+    StatementMalformed    a statement line or entry that does not parse (the message names it)
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.catalog import declare
+from contracts.tools import DataClass, SideEffect, ToolMeta
+
+NAME = "finance"
+"""The family name: the middle of its activity names (`tool.finance.<tool>`)."""
+
+DOCUMENT_NOT_FOUND = "DocumentNotFound"
+DOCUMENT_UNREADABLE = "DocumentUnreadable"
+DOCUMENT_TOO_LONG = "DocumentTooLong"
+STATEMENT_MALFORMED = "StatementMalformed"
+
+#: A stored document's reference: the sha256 of its bytes.
+DOCUMENT_REF_PATTERN = r"^doc:sha256:[0-9a-f]{64}$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
+
+class Direction(StrEnum):
+    CREDIT = "credit"
+    """Money in."""
+    DEBIT = "debit"
+    """Money out (a supplier paid)."""
+
+
+class StatementFormat(StrEnum):
+    AUTO = "auto"
+    CSV = "csv"
+    CAMT053 = "camt053"
+
+
+# ---- ocr_document ---------------------------------------------------------------------------
+
+
+class OcrDocumentArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    document: str = Field(pattern=DOCUMENT_REF_PATTERN)
+    """Reference of the stored scan or PDF (`doc:sha256:...`)."""
+
+
+class OcrLine(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+    text: str
+    confidence: float = Field(ge=0, le=1)
+    """The recogniser's score for the line (1.0 for text read from a PDF's text layer)."""
+    page: int = 1
+
+
+class OcrResult(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+    document: str
+    source: str
+    """`ocr` (recognised from pixels) or `pdf_text` (read from the PDF's text layer)."""
+    pages: int
+    lines: list[OcrLine]
+    mean_confidence: float = Field(ge=0, le=1)
+
+
+# ---- read_statement -------------------------------------------------------------------------
+
+
+class ReadStatementArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    document: str = Field(pattern=DOCUMENT_REF_PATTERN)
+    """Reference of the stored statement file (`doc:sha256:...`)."""
+    format: StatementFormat = StatementFormat.AUTO
+    """`csv`, `camt053`, or `auto` (XML if the file starts with `<`)."""
+
+
+class Transaction(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+    transaction_id: str
+    """The bank's reference (camt `AcctSvcrRef`/`EndToEndId`), or `line-<n>` for CSV without one."""
+    booking_date: date
+    amount: Decimal = Field(ge=0)
+    """Always positive; `direction` says which way it went."""
+    currency: str = Field(pattern=CURRENCY_PATTERN)
+    direction: Direction
+    counterparty: str = ""
+    counterparty_iban: str = ""
+    remittance: str = ""
+    """Remittance information: free text and structured creditor reference, joined by spaces."""
+
+
+class Statement(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+    document: str
+    format: StatementFormat
+    account_iban: str = ""
+    transactions: list[Transaction]
+
+
+# ---- match_transactions ---------------------------------------------------------------------
+
+
+class Invoice(BaseModel):
+    """An invoice as the agent extracted it from OCR text."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    supplier: str = Field(min_length=1)
+    invoice_number: str = Field(min_length=1)
+    issue_date: date
+    due_date: date | None = None
+    currency: str = Field(pattern=CURRENCY_PATTERN)
+    net: Decimal | None = None
+    tax: Decimal | None = None
+    total: Decimal
+    iban: str | None = None
+    """The supplier's IBAN as printed (spaces allowed)."""
+    po_number: str | None = None
+    low_confidence_fields: list[str] = []
+    """Fields the extractor was unsure of (from low OCR confidence or a failed cross-check)."""
+
+
+class MatchTransactionsArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    invoices: list[Invoice] = Field(min_length=1, max_length=500)
+    transactions: list[Transaction] = Field(max_length=5000)
+    date_window_days: int = Field(default=45, ge=0, le=365)
+    """How far a booking may lie before the issue date or after the due date (or issue date)."""
+
+
+class Match(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+    invoice_number: str
+    transaction_id: str
+    score: float = Field(ge=0, le=1)
+    reasons: list[str]
+    """Why they match, one clause per signal (`amount 1234.50 EUR equal`, ...)."""
+
+
+class Candidate(BaseModel):
+    transaction_id: str
+    score: float
+    reasons: list[str]
+
+
+class AmbiguousInvoice(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+    invoice_number: str
+    candidates: list[Candidate]
+    """Transactions that match about equally well, best first: a person chooses."""
+
+
+class MatchResult(BaseModel):
+    matches: list[Match]
+    ambiguous: list[AmbiguousInvoice]
+    unmatched_invoices: list[str]
+    unmatched_transactions: list[str]
+
+
+# ---- post_reconciliation --------------------------------------------------------------------
+
+
+class PostReconciliationArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    matches: list[Match] = Field(min_length=1, max_length=500)
+    """Matched pairs to post (from `match_transactions`)."""
+    statement: str = Field(pattern=DOCUMENT_REF_PATTERN)
+    """The statement the transactions came from."""
+
+
+class LedgerEntry(BaseModel):
+    entry_id: str
+    invoice_number: str
+    transaction_id: str
+
+
+class ReconciliationRecord(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+    batch_id: str
+    entries: list[LedgerEntry]
+    created: bool
+    """False when an earlier call with the same idempotency key already posted this batch."""
+
+
+OCR_DOCUMENT = declare(
+    ToolMeta(
+        name="ocr_document",
+        description="Read the text of a stored invoice scan (PNG/JPEG) or PDF, with a confidence per line.",
+        side_effect=SideEffect.READ,
+        data_classes=(DataClass.FINANCIAL, DataClass.PII),
+        start_to_close=timedelta(seconds=120),
+        max_attempts=3,
+    ),
+    OcrDocumentArgs,
+    OcrResult,
+    family=NAME,
+)
+
+READ_STATEMENT = declare(
+    ToolMeta(
+        name="read_statement",
+        description="Parse a stored bank statement (CSV or ISO 20022 camt.053 XML) into transactions.",
+        side_effect=SideEffect.READ,
+        data_classes=(DataClass.FINANCIAL, DataClass.PII),
+        start_to_close=timedelta(seconds=30),
+        max_attempts=3,
+    ),
+    ReadStatementArgs,
+    Statement,
+    family=NAME,
+)
+
+MATCH_TRANSACTIONS = declare(
+    ToolMeta(
+        name="match_transactions",
+        description=(
+            "Match invoices to bank transactions by amount, currency, date, invoice number or reference, "
+            "and supplier name; returns scored matches with reasons, ambiguous and unmatched items."
+        ),
+        side_effect=SideEffect.READ,
+        data_classes=(DataClass.FINANCIAL,),
+        start_to_close=timedelta(seconds=30),
+        max_attempts=3,
+    ),
+    MatchTransactionsArgs,
+    MatchResult,
+    family=NAME,
+)
+
+POST_RECONCILIATION = declare(
+    ToolMeta(
+        name="post_reconciliation",
+        description="Post matched invoice/transaction pairs to the reconciliation ledger. Call once per batch.",
+        side_effect=SideEffect.WRITE,
+        data_classes=(DataClass.FINANCIAL,),
+        start_to_close=timedelta(seconds=15),
+    ),
+    PostReconciliationArgs,
+    ReconciliationRecord,
+    family=NAME,
+)
