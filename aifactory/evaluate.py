@@ -69,7 +69,9 @@ class EvalReport:
         return round(sum(getattr(c, attr) for c in self.cases) / self.n, 4) if self.n else 0.0
 
     def field_share(self, name: str) -> float:
-        return round(sum(c.fields.get(name, False) for c in self.cases) / self.n, 4) if self.n else 0.0
+        """The share of right answers for one output field, over the cases that expect it."""
+        judged = [c.fields[name] for c in self.cases if name in c.fields]
+        return round(sum(judged) / len(judged), 4) if judged else 0.0
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(c.latency_s for c in self.cases)
