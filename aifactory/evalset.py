@@ -170,7 +170,8 @@ class EvalSet(BaseModel):
         for case in self.cases:
             exp = case.expect
             tools = exp.tools if "tools" in exp.model_fields_set else base.tools
-            case.expect = Expectation(output={**base.output, **exp.output}, tools=tools)
+            shared = {name: check for name, check in base.output.items() if name not in exp.output}
+            case.expect = Expectation(output={**exp.output, **shared}, tools=tools)  # the case's own fields first
         return self
 
     def metric_names(self) -> dict[str, str]:
