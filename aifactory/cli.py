@@ -11,7 +11,7 @@ Not workflow-safe.
     aifactory reject RUN --as PERSON --note ...        reject it (a note is required)
     aifactory worker                     run a worker against the configured cluster
     aifactory dev                        dev server + worker, until Ctrl-C
-    aifactory demo                       dev server + worker + the reference agent on its samples
+    aifactory demo                       dev server + worker + an agent on its samples (--agent)
     aifactory setup                      register the search attributes on a cluster
     aifactory audit export|verify|query|show|retention   the audit store (see aifactory.audit_cli)
     aifactory codec-server               decode encrypted payloads for the Temporal UI
@@ -376,14 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="workflow id, e.g. agent/it-triage/acme/T-1001")
     s.add_argument("--json", action="store_true")
 
-    for name, help_ in (("worker", "run a worker"), ("dev", "dev server and worker until Ctrl-C"), ("demo", "run the reference agent on its samples")):
+    for name, help_ in (("worker", "run a worker"), ("dev", "dev server and worker until Ctrl-C"), ("demo", "run an agent on its samples")):
         w = sub.add_parser(name, help=help_)
         w.add_argument("--model", choices=["auto", "local", "scripted", "endpoint"], default="auto",
                        help="auto: the configured endpoint if any, else the verified local model (installed on "
                             "first use, which takes minutes); scripted: a fast offline stand-in that answers from "
                             "rules, not a language model (for CI, or a machine without a compiler)")
         if name == "demo":
-            w.add_argument("--agent", default="it-triage")
+            w.add_argument("--agent", default="it-triage", help="the agent whose samples/*.json run (default: it-triage)")
 
     sub.add_parser("setup", help="register search attributes on the configured cluster")
     audit_cli.add_parsers(sub)

@@ -1,8 +1,10 @@
-"""`aifactory demo`: the reference agent on its sample inputs, end to end.
+"""`aifactory demo`: an agent on its sample inputs, end to end (`--agent`, it-triage by default).
 
 Not workflow-safe. Starts (or reuses) the embedded dev server, a worker and the
-model, runs every sample of the agent, prints a line per run and its result,
-and the link to the runs in the Temporal UI.
+model, runs every sample of the agent, prints a line per run and its output
+(whatever fields the agent's output schema has), and the link to the runs in the
+Temporal UI. Approvals are given as an operator would: by the first member of the
+request's approver group in the policy directory who may decide it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from aifactory.client import FactoryClient, RunFailed
 from aifactory.keys_cli import init_key
 from aifactory.signing import Signer
 from activities.releases.loader import find_agent
+from aifactory.evaluate import compact
+from contracts.policy import Directory
+from policies.approvals import first_approver
+from policies.loader import load_directory, policies_dir
 from aifactory.stack import SCRIPTED_NOTE, factory_stack, model_choice
 from workers.local_model import MODEL_NAME
 from workers.settings import Settings
@@ -41,7 +47,7 @@ async def run_demo(settings: Settings, *, model: str = "auto", agent: str = "it-
             handle = await factory.start_run(agent, sample, tenant="demo", run_key=f"{name}-{stamp}", requester="demo")
             print(f"  started  {handle.workflow_id}", flush=True)
             handles.append((name, handle))
-        await approve_like_an_operator(factory, [h.workflow_id for _, h in handles])
+        await approve_like_an_operator(factory, [h.workflow_id for _, h in handles], approver_directory())
         failures = 0
         for name, handle in handles:
             try:
@@ -55,12 +61,10 @@ async def run_demo(settings: Settings, *, model: str = "auto", agent: str = "it-
             if approved:
                 print(f"           {name}: {approved}", flush=True)
             print(
-                f"  done     {name}: {out['category']} {out['priority']} {out['ticket_id'] or '(no ticket)'} "
-                f"(dept {out.get('requester_department') or 'unknown'}) · {r.steps} steps · "
-                f"{r.usage.total_tokens} tokens · ${r.usage.cost_usd:.4f} · \"{out['summary']}\"",
+                f"  done     {name}: {compact(out)} · {r.steps} steps · {r.usage.total_tokens} tokens · ${r.usage.cost_usd:.4f}",
                 flush=True,
             )
-        await export_to_audit(stack.client, settings, [h.workflow_id for _, h in handles])
+        await export_to_audit(stack.client, settings, [h.workflow_id for _, h in handles], agent)
         url = stack.runs_url(agent)
         if url:
             print(f"Runs in the Temporal UI: {url}")
@@ -69,7 +73,7 @@ async def run_demo(settings: Settings, *, model: str = "auto", agent: str = "it-
         return 1 if failures else 0
 
 
-async def export_to_audit(client, settings: Settings, workflow_ids: list[str]) -> None:
+async def export_to_audit(client, settings: Settings, workflow_ids: list[str], agent: str = "it-triage") -> None:
     """The export schedule runs every minute; the demo exports its runs now so they can be queried at once."""
     from activities.audit.export import AuditExporter
     from activities.audit.query import run_story
@@ -82,24 +86,31 @@ async def export_to_audit(client, settings: Settings, workflow_ids: list[str]) -
     records = sum(len(story[1]) for story in stories if story is not None)
     day = time.strftime("%Y-%m-%d", time.gmtime())
     print(f"Audit store: {records} records from {len(workflow_ids)} runs, hash-chained. Ask it, for example:")
-    print(f"  bash deploy/local.sh audit query --agent it-triage --on {day} --decision approval")
+    print(f"  bash deploy/local.sh audit query --agent {agent} --on {day} --decision approval")
     print(f"  bash deploy/local.sh audit show {workflow_ids[-1]}")
 
 
-DEMO_APPROVER = "maria.keller"
+def approver_directory() -> Directory:
+    """The policy directory approvers are taken from (the one the worker's bundles are checked against)."""
+    return load_directory(policies_dir() / "directory.yaml")
 
 
-def demo_signer(settings: Settings) -> Signer:
-    """The demo plays a desk lead, so it signs as one: a key of its own for that person, kept in the
-    factory home (never the user's config folder) and registered in the home's directory keys."""
+def demo_signer(settings: Settings, directory: Directory | None = None) -> Signer:
+    """The demo plays the approvers, so it signs as them: a key for every member of an approver group,
+    kept in the factory home (never the user's config folder) and registered in the home's directory keys."""
     folder = settings.home / "keys" / "people"
-    if not (folder / f"{DEMO_APPROVER}.json").exists():
-        init_key(settings, DEMO_APPROVER, days=365, folder=folder)
+    for person in (directory or approver_directory()).people:
+        if person.groups and not person.acts_for and not (folder / f"{person.id}.json").exists():
+            init_key(settings, person.id, days=365, folder=folder)
     return Signer.from_folders(folder)
 
 
-async def approve_like_an_operator(factory: FactoryClient, workflow_ids: list[str], timeout: float = 900.0) -> None:
-    """P1 and security tickets wait for a desk lead; the demo plays that lead, as an operator would."""
+async def approve_like_an_operator(
+    factory: FactoryClient, workflow_ids: list[str], directory: Directory | None = None, timeout: float = 900.0
+) -> None:
+    """Requests that wait for a person (a P1 ticket, a security one) are approved by the first member of
+    their approver group who may decide them, as an operator would."""
+    directory = directory or approver_directory()
     waiting = set(workflow_ids)
     deadline = asyncio.get_running_loop().time() + timeout
     while waiting and asyncio.get_running_loop().time() < deadline:
@@ -113,11 +124,15 @@ async def approve_like_an_operator(factory: FactoryClient, workflow_ids: list[st
             if status.approval is None:
                 continue
             r = status.approval
+            approver = first_approver(r, directory)
+            if approver is None:
+                print(f"  approval {wid}: {r.tool} needs {r.group}, and nobody in it may decide it: left pending", flush=True)
+                waiting.discard(wid)
+                continue
             print(
-                f"  approval {wid}: {r.tool} {r.arguments.get('priority', '')} {r.arguments.get('category', '')} "
-                f"needs {r.group} (rule {r.rule_id}); approving as {DEMO_APPROVER}, like "
-                f"`aifactory approve {wid} --as {DEMO_APPROVER}`",
+                f"  approval {wid}: {r.tool} {compact(r.arguments, 24)} needs {r.group} (rule {r.rule_id}); "
+                f"approving as {approver}, like `aifactory approve {wid} --as {approver}`",
                 flush=True,
             )
-            await factory.decide(wid, DEMO_APPROVER, "approve", note="approved in the demo")
+            await factory.decide(wid, approver, "approve", note="approved in the demo")
         await asyncio.sleep(0.3)

@@ -3,8 +3,9 @@
 Not workflow-safe. An agent folder may carry `eval/cases.yaml`: realistic inputs with
 the expected outcome and the tool calls a correct run makes. `evaluate` runs every
 case through the real path (FactoryClient, the agent workflow on a worker, the model
-endpoint, the tools, the policy gate; approvals are given as a desk lead would) and
-reports accuracy, tool-call correctness, policy denials, latency p50/p95, tokens and
+endpoint, the tools, the policy gate; approvals are given by the first member of the
+request's approver group) and reports accuracy (every weighted output field right), the
+accuracy of each field, tool-call correctness, policy denials, latency p50/p95, tokens and
 cost per case, against the last accepted baseline (`eval/baseline.json`, kept in git).
 
 The baseline records a fingerprint of what was evaluated: the prompt, the model
@@ -24,17 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from aifactory.client import FactoryClient, RunFailed
-from aifactory.evalset import BASELINE, EvalCase, EvalSet, fingerprint
+from aifactory.evalset import BASELINE, EvalCase, EvalSet, ToolExpectation, fingerprint
+from contracts.policy import Directory
+from policies.approvals import first_approver
+from policies.loader import load_directory, policies_dir
 
 
 @dataclass
 class CaseResult:
     id: str
     ok: bool
-    category_ok: bool
-    priority_ok: bool
+    """Every weighted output field is right."""
+    fields: dict[str, bool]
+    """Output field -> right?"""
     tools_ok: bool
-    ticket_ok: bool
     got: dict[str, Any] | None
     tool_calls: list[str]
     denials: int
@@ -42,6 +46,8 @@ class CaseResult:
     tokens: int
     cost_usd: float
     error: str | None = None
+    score: float = 0.0
+    """The weighted share of the case's output fields that are right."""
 
 
 @dataclass
@@ -52,6 +58,8 @@ class EvalReport:
     fingerprint: str
     cases: list[CaseResult] = field(default_factory=list)
     at: str = ""
+    metrics: dict[str, str] = field(default_factory=dict)
+    """Output field -> its name in the summary (`EvalSet.metric_names`)."""
 
     @property
     def n(self) -> int:
@@ -60,14 +68,19 @@ class EvalReport:
     def share(self, attr: str) -> float:
         return round(sum(getattr(c, attr) for c in self.cases) / self.n, 4) if self.n else 0.0
 
+    def field_share(self, name: str) -> float:
+        """The share of right answers for one output field, over the cases that expect it."""
+        judged = [c.fields[name] for c in self.cases if name in c.fields]
+        return round(sum(judged) / len(judged), 4) if judged else 0.0
+
     def summary(self) -> dict[str, Any]:
         lat = sorted(c.latency_s for c in self.cases)
         pick = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 2) if lat else 0.0  # noqa: E731
         return {
             "agent": self.agent, "release_version": self.release_version, "model": self.model,
-            "fingerprint": self.fingerprint, "cases": self.n, "accuracy": self.share("ok"),
-            "category_accuracy": self.share("category_ok"), "priority_accuracy": self.share("priority_ok"),
-            "tool_call_accuracy": self.share("tools_ok"), "tickets_as_expected": self.share("ticket_ok"),
+            "fingerprint": self.fingerprint, "cases": self.n, "accuracy": self.share("ok"), "score": self.share("score"),
+            **{metric: self.field_share(name) for name, metric in self.metrics.items()},
+            "tool_call_accuracy": self.share("tools_ok"),
             "failed_runs": sum(c.error is not None for c in self.cases),
             "policy_denials": sum(c.denials for c in self.cases),
             "latency_p50_s": pick(0.5), "latency_p95_s": pick(0.95),
@@ -96,27 +109,63 @@ class EvalReport:
         return out
 
 
-def score(case: EvalCase, output: dict[str, Any] | None, calls: list[tuple[str, dict | None, str]]) -> tuple[bool, bool, bool, bool]:
-    """(category, priority, tool calls, ticket) right?"""
+@dataclass
+class CaseScore:
+    fields: dict[str, bool]
+    """Output field -> right?"""
+    tools_ok: bool
+    score: float
+    """Weighted share of right output fields (1.0 when the case weighs none)."""
+
+    @property
+    def ok(self) -> bool:
+        """Every output field of weight above 0 is right."""
+        return self.score == 1.0
+
+
+def score(case: EvalCase, output: dict[str, Any] | None, calls: list[tuple[str, dict | None, str]]) -> CaseScore:
+    """Compare a run with the case's expectations, field by field and call by call."""
     exp = case.expect
-    category_ok = bool(output) and output.get("category") == exp.category
-    priority_ok = bool(output) and output.get("priority") in exp.priority
-    ran = [name for name, _, outcome in calls if outcome == "ok"]
-    tools_ok = ran == exp.tools
-    for name, args, outcome in calls:
-        if name == "lookup_requester" and outcome == "ok":
-            tools_ok &= (args or {}).get("email", "").lower() == case.input["requester_email"].lower()
-        if name == "create_ticket" and outcome == "ok" and output:
-            tools_ok &= (args or {}).get("category") == output.get("category")
-    ticket_ok = bool(output) and (output.get("ticket_id") is not None) == exp.ticket
-    return category_ok, priority_ok, tools_ok, ticket_ok
+    refs = {"input": case.input, "output": output}
+    fields = {name: output is not None and check.matches(output.get(name), refs) for name, check in exp.output.items()}
+    total = sum(check.weight for check in exp.output.values())
+    right = sum(check.weight for name, check in exp.output.items() if fields[name])
+    return CaseScore(fields, tools_right(exp.tools, calls, refs), round(right / total, 4) if total else 1.0)
 
 
-async def evaluate(factory: FactoryClient, agent: str, cases: EvalSet, model_note: str, *, concurrency: int = 1, say=print) -> EvalReport:
-    from aifactory.demo import DEMO_APPROVER
+def tools_right(expected: list[ToolExpectation] | None, calls: list[tuple[str, dict | None, str]], refs: dict[str, Any]) -> bool:
+    """The calls that succeeded are the expected ones, in order, each with the expected arguments."""
+    if expected is None:
+        return True
+    ran = [(name, args or {}) for name, args, outcome in calls if outcome == "ok"]
+    if [name for name, _ in ran] != [t.name for t in expected]:
+        return False
+    return all(check.matches(args.get(key), refs) for (_, args), t in zip(ran, expected) for key, check in t.args.items())
 
+
+def compact(output: dict[str, Any] | None, width: int = 60) -> str:
+    """An output object on one line: `field=value` pairs, long values cut."""
+    if not output:
+        return "(no output)"
+    parts = []
+    for key, value in output.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        parts.append(f"{key}={text[: width - 1] + '…' if len(text) > width else text}")
+    return " ".join(parts)
+
+
+async def evaluate(
+    factory: FactoryClient, agent: str, cases: EvalSet, model_note: str, *, concurrency: int = 1, say=print,
+    directory: Directory | None = None,
+) -> EvalReport:
+    """Run every case through the real path and score it. Approvals are given as an operator would,
+    by the first member of the request's approver group in `directory` (default: the shipped one)."""
+    directory = directory or load_directory(policies_dir() / "directory.yaml")
     release = factory.release(agent)
-    report = EvalReport(agent, release.release_version, model_note, fingerprint(release), at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    report = EvalReport(
+        agent, release.release_version, model_note, fingerprint(release),
+        at=datetime.now(timezone.utc).isoformat(timespec="seconds"), metrics=cases.metric_names(),
+    )  # fmt: skip
     stamp = time.strftime("%Y%m%d-%H%M%S")
     gate = asyncio.Semaphore(concurrency)
 
@@ -125,28 +174,29 @@ async def evaluate(factory: FactoryClient, agent: str, cases: EvalSet, model_not
             started = time.monotonic()
             run = await factory.start_run(agent, case.input, tenant="eval", run_key=f"{case.id}-{stamp}", requester="eval")
             waiter = asyncio.ensure_future(run.result())
-            while not waiter.done():  # approvals: a desk lead approves, as in the demo
+            while not waiter.done():  # approvals: given as the demo gives them
                 await asyncio.wait({waiter}, timeout=0.5)
                 if not waiter.done():
                     status = await run.status()
-                    if status.approval is not None:
-                        await factory.decide(run.workflow_id, DEMO_APPROVER, "approve", note="evaluation")
+                    approver = first_approver(status.approval, directory) if status.approval is not None else None
+                    if approver is not None:
+                        await factory.decide(run.workflow_id, approver, "approve", note="evaluation")
             latency = time.monotonic() - started
             try:
                 result = waiter.result()
             except RunFailed as e:
                 say(f"  {case.id:<28} FAILED  {e}")
-                return CaseResult(case.id, False, False, False, False, False, None, [], 0, latency, 0, 0.0, str(e))
+                return CaseResult(case.id, False, {n: False for n in case.expect.output}, False, None, [], 0, latency, 0, 0.0, str(e))
             calls = [(t.tool, t.arguments, t.outcome.value) for t in result.tool_calls]
-            cat, pri, tools, ticket = score(case, result.output, calls)
+            s = score(case, result.output, calls)
             r = CaseResult(
-                case.id, cat and pri, cat, pri, tools, ticket, result.output, [f"{n}:{o}" for n, _, o in calls],
-                result.denials, round(latency, 2), result.usage.total_tokens, result.usage.cost_usd,
+                case.id, s.ok, s.fields, s.tools_ok, result.output, [f"{n}:{o}" for n, _, o in calls],
+                result.denials, round(latency, 2), result.usage.total_tokens, result.usage.cost_usd, score=s.score,
             )  # fmt: skip
-            mark = "ok " if r.ok else "MISS"
+            wrong = [n for n, right in s.fields.items() if not right]
             say(
-                f"  {case.id:<28} {mark} {result.output.get('category')}/{result.output.get('priority')} "
-                f"(want {case.expect.category}/{'|'.join(case.expect.priority)}) tools {'ok' if tools else 'WRONG'} "
+                f"  {case.id:<28} {'ok ' if r.ok else 'MISS'} {compact(result.output, 24)}"
+                f"{' (wrong: ' + ', '.join(wrong) + ')' if wrong else ''} tools {'ok' if s.tools_ok else 'WRONG'} "
                 f"· {latency:5.1f}s · {r.tokens} tokens"
             )
             return r
@@ -171,7 +221,8 @@ def comparison(summary: dict[str, Any], baseline: dict[str, Any] | None) -> list
     if baseline is None:
         return ["no accepted baseline yet"]
     lines = [f"baseline: {baseline.get('release_version')} on {baseline.get('model')} ({baseline.get('at')})"]
-    for key in ("accuracy", "category_accuracy", "priority_accuracy", "tool_call_accuracy", "latency_p50_s", "latency_p95_s", "tokens_per_case"):
+    fields = [k for k in summary if k.endswith("_accuracy") and k != "tool_call_accuracy"]
+    for key in ("accuracy", *fields, "tool_call_accuracy", "latency_p50_s", "latency_p95_s", "tokens_per_case"):
         old, new = baseline.get(key), summary.get(key)
         if isinstance(old, (int, float)) and isinstance(new, (int, float)):
             lines.append(f"  {key:<20} {old:>8} -> {new:<8} ({new - old:+.4g})")

@@ -89,7 +89,7 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     try:
         from aifactory.demo import demo_signer
 
-        signer = demo_signer(settings)  # the evaluation approves as a desk lead, as the demo does
+        signer = demo_signer(settings)  # the evaluation approves as the demo does: as the request's approver group
         async with factory_stack(settings, model=model, say=say, profile=profile, evaluation_gate=False, key_overlay=True) as stack:
             say(f"evaluating {args.agent} on {len(cases.cases)} cases · model: {stack.model_note}")
             factory = FactoryClient(stack.client, settings.agents_dir, evaluation_gate=False, signer=signer)
@@ -104,8 +104,9 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({**summary, "passed": passed, "per_case": [c.__dict__ for c in report.cases]}, indent=2, default=str))
     else:
         print(f"\n{args.agent} {summary['release_version']} on {summary['model']}: {summary['cases']} cases")
-        for key in ("accuracy", "category_accuracy", "priority_accuracy", "tool_call_accuracy", "tickets_as_expected",
-                    "failed_runs", "policy_denials", "latency_p50_s", "latency_p95_s", "tokens_per_case", "cost_usd_per_case"):
+        fields = [k for k in summary if k not in ("accuracy", "tool_call_accuracy") and k in report.metrics.values()]
+        for key in ("accuracy", "score", *fields, "tool_call_accuracy", "failed_runs", "policy_denials",
+                    "latency_p50_s", "latency_p95_s", "tokens_per_case", "cost_usd_per_case"):
             print(f"  {key:<20} {summary[key]}")
         print(f"  {'passed':<20} {passed} (needs accuracy >= {cases.min_accuracy}, tool calls >= {cases.min_tool_accuracy}, "
               f"and no more than {cases.max_regression} below the baseline on the same model)")

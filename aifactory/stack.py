@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
@@ -28,8 +27,7 @@ from activities.releases.registry import ReleaseRegistry
 from aifactory.keys_cli import directory_overlay
 from policies.loader import PolicyStore
 from contracts import visibility as V
-from activities.tools.it_desk_activities import seed_directory
-from aifactory.scripted_triage import triage_model
+from aifactory.scripted_agents import scripted_model, seed_agents
 from workers import local_model, model_install
 from aifactory.stack_lock import StackRunning
 from workers.devserver import DevServer, dev_server_state, port_open
@@ -96,11 +94,8 @@ async def start_local_model(settings: Settings, say: Callable[[str], None]) -> L
 
 
 def seed_reference_data(settings: Settings) -> int:
-    """Load each agent's sample directory (`directory.json`) into the embedded store."""
-    total = 0
-    for path in sorted(settings.agents_dir.glob("*/directory.json")):
-        total += seed_directory(settings.db_url, json.loads(path.read_text()))
-    return total
+    """Load each agent's seed data (`seed/<family>.json`) into the embedded store, through its tool families."""
+    return seed_agents(settings.agents_dir, settings.db_url)
 
 
 @contextlib.asynccontextmanager
@@ -124,7 +119,7 @@ async def factory_stack(
         note = f"local {MODEL_NAME}"
     else:
         note = f"endpoint profile 'default' ({endpoints.resolve('default').base_url})"
-    scripted = triage_model() if chosen == "scripted" and run_worker else None
+    scripted = scripted_model(settings.agents_dir) if chosen == "scripted" and run_worker else None
     local: LocalModelServer | None = None
     try:
         if settings.embedded:
@@ -155,7 +150,7 @@ async def factory_stack(
         if not run_worker:
             yield Stack(settings, client, None, ui_url, note)
             return
-        if settings.embedded:
+        if settings.embedded or chosen == "scripted":  # scripted mode brings the sample data its rules expect
             seed_reference_data(settings)
         with contextlib.ExitStack() as stack:
             if scripted is not None:

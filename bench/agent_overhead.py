@@ -280,7 +280,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         try:
             server = [p for p in _children() if Path(f"/proc/{p}/comm").read_text().strip() == "temporal"]
             db_url = f"sqlite:///{Path(tmp) / 'factory.db'}"
-            seed_directory(db_url, json.loads((AGENTS / "it-triage" / "directory.json").read_text()))
+            seed_directory(db_url, json.loads((AGENTS / "it-triage" / "seed" / "it_desk.json").read_text()))
             endpoints = EndpointRegistry(env={})
             endpoints.register(Endpoint("default", model.base_url, api_key="sk-bench"))
             release = find_agent(AGENTS, "it-triage").release

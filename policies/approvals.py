@@ -135,3 +135,14 @@ class ApprovalBook:
         req.note = f"no decision within the SLA of any tier; safe default: {req.approval.safe_default.value}"
         return False
 
+
+
+def first_approver(request: ApprovalRequest, directory: Directory) -> str | None:
+    """The first person in the directory who may decide `request` now: in its current group, allowed
+    for its tenant, not its requester, and a person (services only act for people). None: nobody."""
+    for p in directory.people:
+        if p.acts_for or request.group not in p.groups or p.id == request.requester:
+            continue
+        if "*" in p.tenants or request.tenant in p.tenants:
+            return p.id
+    return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from aifactory.evalset import EvalCase, Expectation, load_cases
+from aifactory.evalset import EvalSet, load_cases
 from aifactory.evaluate import score
 from tests.support.harness import AGENTS
 from tests.test_check import agents, edit_spec, run_check  # noqa: F401  (fixture)
@@ -18,7 +18,7 @@ def test_the_shipped_evaluation_set_is_realistic_and_large_enough():
     cases = load_cases(AGENTS / "it-triage")
     assert cases is not None and len(cases.cases) >= 40
     assert len({c.id for c in cases.cases}) == len(cases.cases)
-    assert {c.expect.category for c in cases.cases} == {"access", "hardware", "software", "network", "email", "security", "other"}
+    assert {c.expect.output["category"].equals for c in cases.cases} == {"access", "hardware", "software", "network", "email", "security", "other"}
 
 
 def accept(agents, report_fields: dict | None = None) -> None:
@@ -75,24 +75,35 @@ def test_a_runbook_edit_needs_no_new_evaluation(agents, monkeypatch, capsys):  #
 
 
 def test_scoring_a_case():
-    case = EvalCase(id="c", input={"ticket_text": "x", "requester_email": "a@example.com"},
-                    expect=Expectation(category="network", priority=["P1", "P2"]))  # fmt: skip
+    cases = EvalSet.model_validate({
+        "defaults": {"expect": {
+            "tools": [{"name": "lookup_requester", "args": {"email": {"equals": "$input.requester_email", "ignore_case": True}}},
+                      {"name": "create_ticket", "args": {"category": "$output.category"}}],
+            "output": {"ticket_id": {"present": True, "weight": 0}},
+        }},
+        "cases": [{"id": "c", "input": {"ticket_text": "x", "requester_email": "a@example.com"},
+                   "expect": {"output": {"category": "network", "priority": ["P1", "P2"]}}}],
+    })  # fmt: skip
+    case = cases.cases[0]
     good = [("lookup_requester", {"email": "A@example.com"}, "ok"), ("create_ticket", {"category": "network"}, "ok")]
     out = {"category": "network", "priority": "P2", "ticket_id": "INC0000001"}
-    assert score(case, out, good) == (True, True, True, True)
-    assert score(case, {**out, "priority": "P3"}, good) == (True, False, True, True)
+    right = score(case, out, good)
+    assert right.ok and right.tools_ok and right.fields == {"ticket_id": True, "category": True, "priority": True}
+    wrong_priority = score(case, {**out, "priority": "P3"}, good)
+    assert not wrong_priority.ok and wrong_priority.fields["priority"] is False and wrong_priority.score == 0.5
     wrong_lookup = [("lookup_requester", {"email": "b@example.com"}, "ok"), good[1]]
-    assert score(case, out, wrong_lookup)[2] is False
-    assert score(case, out, [good[1]])[2] is False  # skipped the lookup
-    assert score(case, {**out, "ticket_id": None}, good)[3] is False
+    assert score(case, out, wrong_lookup).tools_ok is False
+    assert score(case, out, [good[1]]).tools_ok is False  # skipped the lookup
+    assert score(case, out, [good[0], ("create_ticket", {"category": "email"}, "ok")]).tools_ok is False
+    no_ticket = score(case, {**out, "ticket_id": None}, good)
+    assert no_ticket.fields["ticket_id"] is False and no_ticket.ok  # weight 0: reported, not graded
 
 
 def test_a_regression_from_the_baseline_on_the_same_model_does_not_pass():
-    from aifactory.evalset import EvalSet
     from aifactory.evaluate import CaseResult, EvalReport
 
     def report(right: int, model: str) -> EvalReport:
-        cases = [CaseResult(f"c{i}", i < right, True, i < right, True, True, None, [], 0, 1.0, 10, 0.0) for i in range(20)]
+        cases = [CaseResult(f"c{i}", i < right, {"category": True, "priority": i < right}, True, None, [], 0, 1.0, 10, 0.0) for i in range(20)]
         return EvalReport("it-triage", "1.3.0+prompt.x", model, "fp", cases)
 
     cases = EvalSet(min_accuracy=0.5, min_tool_accuracy=0.9, cases=[])

@@ -25,7 +25,6 @@ async def test_the_reference_agent_runs_on_the_real_local_model(client, db_url, 
     if not local_model.installed():
         pytest.skip("the local model is not installed (aifactory model install)")
     from activities.model.endpoints import Endpoint
-    from aifactory.demo import DEMO_APPROVER
     from tests.support.harness import FactoryUnderTest, replay
 
     with local_model.LocalModelServer(local_model.model_path(), log=tmp_path / "model.log") as server:

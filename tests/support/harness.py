@@ -119,7 +119,7 @@ def yaml_load(path: Path):
 
 
 def seed_db(db_url: str) -> None:
-    seed_directory(db_url, json.loads((AGENTS / "it-triage" / "directory.json").read_text()))
+    seed_directory(db_url, json.loads((AGENTS / "it-triage" / "seed" / "it_desk.json").read_text()))
 
 
 class FactoryUnderTest:
