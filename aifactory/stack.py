@@ -150,7 +150,7 @@ async def factory_stack(
         if not run_worker:
             yield Stack(settings, client, None, ui_url, note)
             return
-        if settings.embedded or chosen == "scripted":  # scripted mode brings the sample data its rules expect
+        if settings.embedded:  # a cluster's store is never written with sample data
             seed_reference_data(settings)
         with contextlib.ExitStack() as stack:
             if scripted is not None:

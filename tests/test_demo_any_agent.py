@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 from activities.keys import KeyRing
 from aifactory.demo import run_demo
+from aifactory.stack import seed_reference_data
 from contracts.approval import ApprovalRequest
 from policies.approvals import first_approver
 from policies.loader import PolicyStore
@@ -47,6 +48,9 @@ async def test_the_demo_runs_a_second_agent(env, tmp_path, monkeypatch, capsys):
         "AIFACTORY_AGENTS_DIR": str(agents), "AIFACTORY_TASK_QUEUE": queue,
     })  # fmt: skip
     monkeypatch.setenv("AIFACTORY_POLICIES_DIR", str(policies))
+    # On a cluster (this shared dev server) the demo writes no sample data to the store: load the
+    # agent's seed as an operator would, through its tool families.
+    assert seed_reference_data(settings) > 0
     try:
         code = await run_demo(settings, model="scripted", agent=orders_agent.NAME)
     finally:  # the demo's worker made the export schedule on the shared dev server, for its own queue
