@@ -99,10 +99,29 @@ class RunHandle:
             raise RunFailed(self.workflow_id, None, str(e.cause or e)) from None
 
     async def status(self) -> RunStatus:
-        return await self.handle.query(Query.STATUS, result_type=RunStatus)
+        return await query_run(self.handle, Query.STATUS, RunStatus)
 
     async def execution_status(self) -> WorkflowExecutionStatus | None:
         return (await self.handle.describe()).status
+
+
+#: How long a query waits out a run whose workflow task just failed (a worker timed out under load,
+#: or was evicted mid-task): the server refuses queries until the task's retry completes.
+QUERY_PATIENCE_S = 15.0
+
+
+async def query_run(handle: WorkflowHandle, name: str, result_type: type, *, patience_s: float = QUERY_PATIENCE_S):
+    """Query a run, waiting out a workflow task in a failed state for a little while before saying so."""
+    delay, waited = 0.1, 0.0
+    while True:
+        try:
+            return await handle.query(name, result_type=result_type)
+        except RPCError as e:
+            if e.status != RPCStatusCode.FAILED_PRECONDITION or "Workflow Task in failed state" not in str(e) or waited >= patience_s:
+                raise
+        await asyncio.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, 2.0)
 
 
 class FactoryClient:
@@ -274,7 +293,7 @@ class FactoryClient:
         handle = self.client.get_workflow_handle(workflow_id)
         try:
             if request_id is None and self.signer is not None:  # a signature binds the decision to one request
-                ledger = await handle.query(Query.APPROVALS, result_type=ApprovalLedger)
+                ledger = await query_run(handle, Query.APPROVALS, ApprovalLedger)
                 pending = [r for r in ledger.requests if r.status.value == "pending"]
                 request_id = pending[0].id if pending else (ledger.requests[-1].id if ledger.requests else None)
             decision = ApprovalDecision(approver=person, note=note, request_id=request_id, verdict=Verdict(verdict))
@@ -289,7 +308,7 @@ class FactoryClient:
         query = V.all_of(V.eq("AwaitingApproval", True), V.eq("ExecutionStatus", "Running"), V.eq("ApprovalGroup", group) if group is not None else "")
         out: list[PendingApproval] = []
         async for wf in self.client.list_workflows(query):
-            ledger = await self.client.get_workflow_handle(wf.id).query(Query.APPROVALS, result_type=ApprovalLedger)
+            ledger = await query_run(self.client.get_workflow_handle(wf.id), Query.APPROVALS, ApprovalLedger)
             attrs = wf.typed_search_attributes
             for request in ledger.requests:
                 if request.status.value == "pending" and (group is None or request.group == group):
@@ -413,7 +432,7 @@ class FactoryClient:
         taken = []
         async for wf in self.client.list_workflows(running_runs_query(agent=agent, tenant=tenant)):
             handle = self.client.get_workflow_handle(wf.id)
-            status = await handle.query(Query.STATUS, result_type=RunStatus)
+            status = await query_run(handle, Query.STATUS, RunStatus)
             if status.state.value == "awaiting_budget":
                 signed = decision.model_copy(update={"signature": self._sign(S.BUDGET, wf.id, decision.by, S.budget_body(decision.action, decision.note))})
                 answer = await handle.execute_update(Update.BUDGET_DECISION, signed, result_type=StopAnswer)
