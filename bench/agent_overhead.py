@@ -141,10 +141,14 @@ def _model_process(conn) -> None:
 
 
 def _bytecode_cached(module) -> bool:
-    """Whether the sandbox, which re-imports the workflow module for every run, finds it compiled."""
-    source = Path(module.__file__)
-    cached = Path(importlib.util.cache_from_source(str(source)))
-    return cached.exists() and cached.stat().st_mtime >= source.stat().st_mtime
+    """Whether the sandbox, which re-imports the workflow modules for every run, finds them compiled
+    (every module of the package, when the workflow is one)."""
+    sources = sorted(Path(module.__file__).parent.glob("*.py")) if hasattr(module, "__path__") else [Path(module.__file__)]
+    for source in sources:
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        if not (cached.exists() and cached.stat().st_mtime >= source.stat().st_mtime):
+            return False
+    return True
 
 
 def _children() -> list[int]:
@@ -407,7 +411,7 @@ def report(out: dict[str, Any]) -> None:
     print(f"history bytes/run: bare {h['bare_bytes_per_run']}, factory {h['factory_bytes_per_run']}")
     if not out["bytecode_cache"]:
         print(
-            "note: workflows/agent.py has no bytecode cache, so the sandbox compiles it from source for every run "
+            "note: the workflows/agent package has no bytecode cache, so the sandbox compiles it from source for every run "
             "(PYTHONDONTWRITEBYTECODE?); see bench/README.md"
         )
     print(json.dumps(out, separators=(",", ":")))

@@ -12,7 +12,7 @@ import pytest
 from tests.support.harness import REPO
 
 WORKFLOW_SAFE = sorted(
-    [*REPO.glob("contracts/*.py"), *REPO.glob("workflows/*.py"), *REPO.glob("policies/*.py"),
+    [*REPO.glob("contracts/*.py"), *REPO.glob("workflows/**/*.py"), *REPO.glob("policies/*.py"),
      *REPO.glob("activities/tools/*/declarations.py"), *REPO.glob("activities/tools/*_tools.py")]
 )  # fmt: skip
 NOT_WORKFLOW_SAFE = {

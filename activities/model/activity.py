@@ -21,47 +21,15 @@ from activities.budget import BudgetLedger
 from activities.model.endpoints import Endpoint, EndpointNotConfigured, EndpointRegistry
 from activities.model.errors import to_application_error, will_retry
 from activities.model.parser import parse_text_tool_calls
+from activities.model.request import request_body
 from activities.model.pricing import Pricing
 from activities.model.transcripts import TranscriptGap, TranscriptStore
 from activities.releases.registry import ReleaseRegistry
-from activities.tools.catalog import CATALOG
 from contracts.errors import MODEL_CALL_REJECTED, MODEL_RESPONSE_INVALID, MODEL_RESPONSE_TOO_LARGE, RELEASE_UNAVAILABLE, TRANSCRIPT_MISSING
 from contracts.budget import BudgetNote, EnvelopeRef
+from contracts.control import Admitted
 from contracts.model import ChatMessage, ModelCallInput, ModelCallResult, ToolCall, Usage, system_prompt
 from contracts.wire import Activity
-
-
-def to_openai_message(m: ChatMessage) -> dict[str, Any]:
-    # An empty string, not null: llama.cpp's server refuses a null content on a tool-calling turn.
-    out: dict[str, Any] = {"role": m.role, "content": m.content if m.content is not None else ""}
-    if m.tool_calls:
-        out["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in m.tool_calls
-        ]
-    if m.tool_call_id:
-        out["tool_call_id"] = m.tool_call_id
-    return out
-
-
-def _json_format(ep: Endpoint, schema: dict[str, Any]) -> dict[str, Any]:
-    if ep.json_mode == "json_object":
-        return {"type": "json_object", "schema": schema}
-    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
-
-
-def to_openai_messages(messages: list[ChatMessage], *, tool_results_as_user: bool = False) -> list[dict[str, Any]]:
-    if not tool_results_as_user:
-        return [to_openai_message(m) for m in messages]
-    names = {c.id: c.name for m in messages for c in m.tool_calls}
-    out = []
-    for m in messages:
-        if m.role == "tool":
-            name = names.get(m.tool_call_id or "", "the tool")
-            out.append({"role": "user", "content": f"Result of {name}:\n{m.content or ''}"})
-        else:
-            out.append(to_openai_message(m))
-    return out
 
 
 #: How often a model call that is still waiting heartbeats (workers send heartbeats this often too).
@@ -187,21 +155,41 @@ class ModelActivities:
 
     @activity.defn(name=Activity.CALL_MODEL)
     async def call_model(self, inp: ModelCallInput) -> ModelCallResult:
-        admitted = None
-        if inp.admission is not None:  # a run's first call: refused under a kill switch, else its policy
-            if self._admissions is None:
-                raise ApplicationError(
-                    "this worker cannot admit runs (no store for kill switches and policies)", type=MODEL_CALL_REJECTED, non_retryable=True
-                )
-            admitted = await asyncio.to_thread(self._admissions.admit, inp.admission)
-            if admitted.switch is not None:  # refused: no call is made
-                return ModelCallResult(
-                    message=ChatMessage(role="assistant"), usage=Usage(), model=inp.model.name, admitted=admitted, attempt=activity.info().attempt
-                )
+        """One model call, in named steps: admission, transcript, request body, reservation, call, settlement."""
+        admitted = await self._admit(inp)
+        if admitted is not None and admitted.switch is not None:  # refused: no call is made
+            return ModelCallResult(
+                message=ChatMessage(role="assistant"), usage=Usage(), model=inp.model.name, admitted=admitted, attempt=activity.info().attempt
+            )
         try:
             ep = self._endpoints.resolve(inp.model.endpoint)
         except EndpointNotConfigured as e:
             raise ApplicationError(str(e), type=MODEL_CALL_REJECTED, non_retryable=True) from None
+        opening, sent_prompt, messages = await self._transcript(inp)
+        model_name = ep.model_override or inp.model.name
+        body, forced_as_json, tools = request_body(inp, ep, model_name, messages)
+        envelope = inp.envelope if self._budget is not None else None
+        reservation, refused = await self._reserve(inp, envelope, model_name)
+        if refused is not None:  # not made, nothing spent: the workflow pauses or stops the run
+            return ModelCallResult(
+                message=ChatMessage(role="assistant"), usage=Usage(), model=model_name, budget=refused, admitted=admitted,
+                attempt=activity.info().attempt,
+            )  # fmt: skip
+        resp = await self._call(inp, ep, body, envelope, reservation)
+        return await self._settle(inp, resp, model_name, opening, envelope, reservation, forced_as_json, tools, admitted, sent_prompt)
+
+    async def _admit(self, inp: ModelCallInput) -> Admitted | None:
+        """A run's first call: refused under a kill switch, else its policy (other calls: None)."""
+        if inp.admission is None:
+            return None
+        if self._admissions is None:
+            raise ApplicationError(
+                "this worker cannot admit runs (no store for kill switches and policies)", type=MODEL_CALL_REJECTED, non_retryable=True
+            )
+        return await asyncio.to_thread(self._admissions.admit, inp.admission)
+
+    async def _transcript(self, inp: ModelCallInput) -> tuple[list[ChatMessage], str | None, list[ChatMessage]]:
+        """The conversation to send: the opening (a fresh conversation), the stored prefix, the delta."""
         opening: list[ChatMessage] = []
         sent_prompt = None
         if inp.prompt is not None and inp.base_seq == 0:
@@ -211,54 +199,27 @@ class ModelActivities:
             messages = self._transcripts.cached_prefix(inp.transcript_id, inp.base_seq)
             if messages is None:  # not this worker's run so far: read the store, off the event loop
                 messages = await asyncio.to_thread(self._transcripts.prefix, inp.transcript_id, inp.base_seq)
-            messages = opening + messages + inp.delta
         except TranscriptGap as e:
             raise ApplicationError(str(e), type=TRANSCRIPT_MISSING, non_retryable=True) from None
+        return opening, sent_prompt, opening + messages + inp.delta
 
-        model_name = ep.model_override or inp.model.name
-        tools = list(inp.tools) + [CATALOG[n].schema_for_model() for n in inp.tool_names if n in CATALOG]
-        forced_as_json = None
-        if inp.force_tool and ep.forced_tools_as_json and inp.force_tool in CATALOG:
-            forced_as_json = CATALOG[inp.force_tool].schema_for_model()
-            tools = []
-        body: dict[str, Any] = {
-            "model": model_name,
-            "messages": to_openai_messages(messages, tool_results_as_user=ep.tool_results_as_user),
-            "temperature": inp.model.temperature,
-            "max_tokens": inp.model.max_tokens,
-        }
-        if forced_as_json is not None:
-            body["messages"].append(
-                {"role": "user", "content": f"Call `{forced_as_json.name}` now ({forced_as_json.description}) "
-                                            "Reply with only its arguments as a JSON object."}
-            )  # fmt: skip
-            body["response_format"] = _json_format(ep, forced_as_json.parameters)
-        elif tools:
-            body["tools"] = [
-                {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
-                for t in tools
-            ]
-            body["tool_choice"] = (
-                {"type": "function", "function": {"name": inp.force_tool}} if inp.force_tool else inp.tool_choice
-            )
-        elif inp.response_schema is not None:
-            body["response_format"] = _json_format(ep, inp.response_schema)
-        envelope = inp.envelope if self._budget is not None else None
-        reservation = ""
-        if envelope is not None:
-            info = activity.info()
-            reservation = f"{info.workflow_id}|{inp.step}|{info.attempt}"
-            most = self._pricing.cost(model_name, envelope.max_prompt_tokens, inp.model.max_tokens)
-            note = await self._budget.reserve(envelope, reservation, most)
-            if not note.granted:  # not made, nothing spent: the workflow pauses or stops the run
-                return ModelCallResult(
-                    message=ChatMessage(role="assistant"), usage=Usage(), model=model_name, budget=note, admitted=admitted, attempt=info.attempt
-                )
+    async def _reserve(self, inp: ModelCallInput, envelope: EnvelopeRef | None, model_name: str) -> tuple[str, BudgetNote | None]:
+        """Hold the most this call can cost in its envelope: the reservation id, and the note if refused."""
+        if envelope is None:
+            return "", None
+        info = activity.info()
+        reservation = f"{info.workflow_id}|{inp.step}|{info.attempt}"
+        most = self._pricing.cost(model_name, envelope.max_prompt_tokens, inp.model.max_tokens)
+        note = await self._budget.reserve(envelope, reservation, most)
+        return reservation, (None if note.granted else note)
+
+    async def _call(self, inp: ModelCallInput, ep: Endpoint, body: dict[str, Any], envelope: EnvelopeRef | None, reservation: str) -> ChatCompletion:
+        """Post the body; a failure gives the hold back and becomes a typed, retryable-or-not error."""
         try:
             # The body is already plain JSON, so it goes through the client's documented low-level
             # `post` (same auth, timeouts, errors and response model) without the per-call
             # TypedDict transform of `chat.completions.create`, which costs more than the call here.
-            resp = await _heartbeating(
+            return await _heartbeating(
                 self._client(ep).post(
                     "/chat/completions", cast_to=ChatCompletion, body=body, options={"timeout": inp.model.timeout_seconds}
                 )
@@ -271,7 +232,12 @@ class ModelActivities:
             if isinstance(e, (openai.APIStatusError, openai.APIConnectionError)):
                 raise to_application_error(e, ep.profile, retried=will_retry(activity.info())) from None
             raise ApplicationError(f"model call failed: {type(e).__name__}: {e}", type=MODEL_RESPONSE_INVALID) from None
-        # The endpoint answered: what it cost is booked whatever happens next.
+
+    async def _settle(
+        self, inp: ModelCallInput, resp: ChatCompletion, model_name: str, opening: list[ChatMessage], envelope: EnvelopeRef | None,
+        reservation: str, forced_as_json: Any, tools: list, admitted: Admitted | None, sent_prompt: str | None,
+    ) -> ModelCallResult:  # fmt: skip
+        """The endpoint answered: its cost booked whatever happens next, the reply and new messages written."""
         u = resp.usage
         prompt_tokens = u.prompt_tokens if u else 0
         completion_tokens = u.completion_tokens if u else 0
@@ -295,16 +261,10 @@ class ModelActivities:
             budget=budget,
             admitted=admitted,
             message=reply,
-            usage=Usage(
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                cost_usd=cost,
-                model_calls=1,
-            ),
+            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost, model_calls=1),
             model=resp.model or model_name,
             finish_reason=choice.finish_reason,
             tool_calls_from_text=from_text,
             attempt=activity.info().attempt,
             prompt_sha256=sent_prompt,
         )
-
