@@ -117,6 +117,8 @@ def seed_documents(db_url: str, rows: list[dict]) -> None:
         path = Path(str(row.get("file", "")))
         if not row.get("file") or not path.is_file():
             raise ValueError(f"finance seed: {row!r} names no file to store")
-        ref = store.put(path.read_bytes(), path.name)
+        data = path.read_bytes()
+        ref = f"doc:sha256:{hashlib.sha256(data).hexdigest()}"
         if ref != row.get("document"):
             raise ValueError(f"finance seed: {path} hashes to {ref}, not to the reference {row.get('document')!r} the agent uses")
+        store.put(data, path.name)
