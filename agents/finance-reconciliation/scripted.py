@@ -176,7 +176,7 @@ def answer(invoices: list[tuple[str, dict]], exceptions: list[dict], matching: d
     posted = posting is not None and "error" not in posting
     if matched and not posted:
         why = (posting or {}).get("reason") or (posting or {}).get("error") or "not posted"
-        exceptions.append({"invoice_number": None, "kind": "unmatched_invoice", "reason": f"the matched pairs were not posted: {why}"[:300]})
+        exceptions.append({"invoice_number": None, "kind": "not_posted", "reason": f"the matched pairs were not posted: {why}"[:300]})
     invoice_total = sum(Decimal(inv["total"]) for _, inv in invoices)
     matched_total = sum(Decimal(inv["total"]) for _, inv in invoices if inv["invoice_number"] in {m["invoice_number"] for m in matched})
     currencies = sorted({inv["currency"] for _, inv in invoices}) or ["EUR"]
