@@ -2,7 +2,7 @@
 
 Not workflow-safe. Starts (or reuses) the embedded dev server, a worker and the
 model, runs every sample of the agent, prints a line per run and its output
-(whatever fields the agent's output schema has), and the link to the runs in the
+(whatever fields the agent's output schema has; a list of objects one item a line), and the link to the runs in the
 Temporal UI. Approvals are given as an operator would: by the first member of the
 request's approver group in the policy directory who may decide it.
 """
@@ -64,6 +64,8 @@ async def run_demo(settings: Settings, *, model: str = "auto", agent: str = "it-
                 f"  done     {name}: {compact(out)} · {r.steps} steps · {r.usage.total_tokens} tokens · ${r.usage.cost_usd:.4f}",
                 flush=True,
             )
+            for line in item_lines(out):
+                print(line, flush=True)
         await export_to_audit(stack.client, settings, [h.workflow_id for _, h in handles], agent)
         url = stack.runs_url(agent)
         if url:
@@ -71,6 +73,16 @@ async def run_demo(settings: Settings, *, model: str = "auto", agent: str = "it-
             print("(the UI is up while `aifactory dev` runs; the demo's state is kept for it in .aifactory/)")
         print(f"{len(handles) - failures} of {len(handles)} runs completed")
         return 1 if failures else 0
+
+
+def item_lines(output: dict | None) -> list[str]:
+    """A field that holds a list of objects (matched pairs, exceptions), one item a line: the run's line cuts it short."""
+    lines = []
+    for key, value in (output or {}).items():
+        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+            lines.append(f"           {key}:")
+            lines += [f"             - {compact(item, 40)}" for item in value]
+    return lines
 
 
 async def export_to_audit(client, settings: Settings, workflow_ids: list[str], agent: str = "it-triage") -> None:

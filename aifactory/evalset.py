@@ -24,6 +24,14 @@ comparison and a weight) and the tool calls a correct run makes::
             priority: [P2, P3]        # a list: one of
             score: {near: 0.8, tolerance: 0.1}
             summary: {contains: password}
+            matched:                  # a list of objects: precision and recall over its items
+              set_of: [{invoice_number: NL-2024-0117, transaction_reference: BK24031801}]
+              keys: [invoice_number, transaction_reference]
+              metric: match           # reported as match_precision, match_recall
+            invoices:
+              set_of: [{invoice_number: NL-2024-0117, total: 656.88}]
+              keys: [invoice_number]
+              compare: [total]        # reported as invoices_total_accuracy, over the expected items
 
 A string `$input.<field>` or `$output.<field>` in an expectation stands for that field
 of the case's input or of the run's output.
@@ -44,7 +52,7 @@ __all__ = [
     "fingerprint", "load_cases", "read_baseline",
 ]  # fmt: skip
 
-COMPARISONS = ("equals", "one_of", "near", "contains", "present")
+COMPARISONS = ("equals", "one_of", "near", "contains", "present", "set_of")
 
 
 class FieldCheck(BaseModel):
@@ -65,8 +73,16 @@ class FieldCheck(BaseModel):
     """A string that holds this text (case-insensitive)."""
     present: bool | None = None
     """True: the field is there and not null; false: it is missing or null."""
+    set_of: list[dict[str, Any]] | None = None
+    """The value is a list holding exactly these objects (in any order), told apart by `keys`;
+    besides right or wrong, the report gives precision and recall over the items of all cases."""
+    keys: list[str] = Field(default_factory=list)
+    """For `set_of`: the fields that identify an item (default: every field of the expected items)."""
+    compare: list[str] = Field(default_factory=list)
+    """For `set_of`: further fields compared on the items whose keys match; the report gives each
+    field's share of right values over the expected items (`<metric>_<field>_accuracy`)."""
     ignore_case: bool = False
-    """For `equals` and `one_of` on strings: compare without regard to case."""
+    """For `equals`, `one_of` and `set_of` on strings: compare without regard to case."""
     weight: float = 1.0
     """The field's share of a case's score. A field of weight 0 is reported but does not decide
     whether the case is right."""
@@ -102,8 +118,50 @@ class FieldCheck(BaseModel):
             return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value - self.near) <= self.tolerance
         if kind == "contains":
             return isinstance(value, str) and resolve(self.contains, refs).lower() in value.lower()
+        if kind == "set_of":
+            counts = self.set_counts(value)
+            return counts.exact and counts.got == counts.expected == counts.found
         wanted = [resolve(self.equals, refs)] if kind == "equals" else [resolve(v, refs) for v in self.one_of or []]
         return any(_same(value, w, self.ignore_case) for w in wanted)
+
+
+    def item_keys(self) -> list[str]:
+        return self.keys or sorted({k for item in self.set_of or [] for k in item})
+
+    def set_counts(self, value: Any) -> "SetCounts":
+        """For `set_of`: how many expected items the list holds, and how many of their compared fields are right."""
+        keys, wanted = self.item_keys(), list(self.set_of or [])
+        got = [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+        ident = lambda item: tuple(_fold(item.get(k), self.ignore_case) for k in keys)  # noqa: E731
+        pool = [ident(item) for item in got]
+        right = {name: 0 for name in self.compare}
+        found = 0
+        for item in wanted:
+            key = ident(item)
+            if key not in pool:
+                continue
+            mine = got[pool.index(key)]
+            pool[pool.index(key)] = None  # each item of the list answers one expected item
+            found += 1
+            for name in self.compare:
+                right[name] += _same(mine.get(name), item.get(name), self.ignore_case)
+        exact = all(right[name] == found for name in self.compare)
+        return SetCounts(found=found, got=len(got), expected=len(wanted), right=right, exact=exact)
+
+
+class SetCounts(BaseModel):
+    """One `set_of` comparison: items found, items given, items expected, right values per compared field."""
+
+    found: int
+    got: int
+    expected: int
+    right: dict[str, int] = Field(default_factory=dict)
+    exact: bool = True
+    """Every compared field of every found item is right."""
+
+
+def _fold(value: Any, ignore_case: bool) -> Any:
+    return value.lower() if ignore_case and isinstance(value, str) else value
 
 
 class ToolExpectation(BaseModel):
@@ -174,12 +232,25 @@ class EvalSet(BaseModel):
             case.expect = Expectation(output={**exp.output, **shared}, tools=tools)  # the case's own fields first
         return self
 
+    def set_metrics(self) -> dict[str, tuple[str, list[str]]]:
+        """`set_of` output field -> (the report's prefix for its precision and recall, its compared fields)."""
+        out: dict[str, tuple[str, list[str]]] = {}
+        for case in self.cases:
+            for name, check in case.expect.output.items():
+                if check.set_of is not None:
+                    prefix, compared = out.get(name, (check.metric or name, []))
+                    out[name] = (prefix, compared + [c for c in check.compare if c not in compared])
+        return out
+
     def metric_names(self) -> dict[str, str]:
         """Output field -> the report's name for its share of right answers, over all cases."""
         names: dict[str, str] = {}
         for case in self.cases:
             for name, check in case.expect.output.items():
-                names.setdefault(name, check.metric or f"{name}_accuracy")
+                if check.set_of is not None:  # its `metric` is the prefix of its precision and recall
+                    names.setdefault(name, f"{check.metric or name}_accuracy")
+                else:
+                    names.setdefault(name, check.metric or f"{name}_accuracy")
         return names
 
 

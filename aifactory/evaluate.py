@@ -48,6 +48,8 @@ class CaseResult:
     error: str | None = None
     score: float = 0.0
     """The weighted share of the case's output fields that are right."""
+    sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """`set_of` output field -> its counts (`SetCounts`: found, got, expected, right per compared field)."""
 
 
 @dataclass
@@ -60,6 +62,8 @@ class EvalReport:
     at: str = ""
     metrics: dict[str, str] = field(default_factory=dict)
     """Output field -> its name in the summary (`EvalSet.metric_names`)."""
+    set_metrics: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    """`set_of` output field -> its prefix and compared fields in the summary (`EvalSet.set_metrics`)."""
 
     @property
     def n(self) -> int:
@@ -80,6 +84,7 @@ class EvalReport:
             "agent": self.agent, "release_version": self.release_version, "model": self.model,
             "fingerprint": self.fingerprint, "cases": self.n, "accuracy": self.share("ok"), "score": self.share("score"),
             **{metric: self.field_share(name) for name, metric in self.metrics.items()},
+            **self.set_summary(),
             "tool_call_accuracy": self.share("tools_ok"),
             "failed_runs": sum(c.error is not None for c in self.cases),
             "policy_denials": sum(c.denials for c in self.cases),
@@ -88,6 +93,20 @@ class EvalReport:
             "cost_usd_per_case": round(sum(c.cost_usd for c in self.cases) / self.n, 6) if self.n else 0.0,
             "at": self.at,
         }  # fmt: skip
+
+    def set_summary(self) -> dict[str, float]:
+        """Precision and recall over the items of each `set_of` field, summed over the cases (micro
+        average), and each compared field's share of right values over the expected items."""
+        out: dict[str, float] = {}
+        for name, (prefix, compared) in self.set_metrics.items():
+            counts = [c.sets[name] for c in self.cases if name in c.sets]
+            found, got, expected = (sum(n[k] for n in counts) for k in ("found", "got", "expected"))
+            out[f"{prefix}_precision"] = round(found / got, 4) if got else 1.0
+            out[f"{prefix}_recall"] = round(found / expected, 4) if expected else 1.0
+            for field_name in compared:
+                right = sum(n["right"].get(field_name, 0) for n in counts)
+                out[f"{prefix}_{field_name}_accuracy"] = round(right / expected, 4) if expected else 1.0
+        return out
 
     def passed(self, cases: EvalSet, baseline: dict[str, Any] | None = None) -> bool:
         return not self.shortfalls(cases, baseline)
@@ -116,6 +135,8 @@ class CaseScore:
     tools_ok: bool
     score: float
     """Weighted share of right output fields (1.0 when the case weighs none)."""
+    sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """`set_of` output field -> its counts."""
 
     @property
     def ok(self) -> bool:
@@ -130,7 +151,12 @@ def score(case: EvalCase, output: dict[str, Any] | None, calls: list[tuple[str, 
     fields = {name: output is not None and check.matches(output.get(name), refs) for name, check in exp.output.items()}
     total = sum(check.weight for check in exp.output.values())
     right = sum(check.weight for name, check in exp.output.items() if fields[name])
-    return CaseScore(fields, tools_right(exp.tools, calls, refs), round(right / total, 4) if total else 1.0)
+    sets = {
+        name: check.set_counts(None if output is None else output.get(name)).model_dump()
+        for name, check in exp.output.items()
+        if check.set_of is not None
+    }
+    return CaseScore(fields, tools_right(exp.tools, calls, refs), round(right / total, 4) if total else 1.0, sets)
 
 
 def tools_right(expected: list[ToolExpectation] | None, calls: list[tuple[str, dict | None, str]], refs: dict[str, Any]) -> bool:
@@ -165,6 +191,7 @@ async def evaluate(
     report = EvalReport(
         agent, release.release_version, model_note, fingerprint(release),
         at=datetime.now(timezone.utc).isoformat(timespec="seconds"), metrics=cases.metric_names(),
+        set_metrics=cases.set_metrics(),
     )  # fmt: skip
     stamp = time.strftime("%Y%m%d-%H%M%S")
     gate = asyncio.Semaphore(concurrency)
@@ -186,12 +213,13 @@ async def evaluate(
                 result = waiter.result()
             except RunFailed as e:
                 say(f"  {case.id:<28} FAILED  {e}")
-                return CaseResult(case.id, False, {n: False for n in case.expect.output}, False, None, [], 0, latency, 0, 0.0, str(e))
+                missed = score(case, None, []).sets  # a failed run found none of the expected items
+                return CaseResult(case.id, False, {n: False for n in case.expect.output}, False, None, [], 0, latency, 0, 0.0, str(e), sets=missed)
             calls = [(t.tool, t.arguments, t.outcome.value) for t in result.tool_calls]
             s = score(case, result.output, calls)
             r = CaseResult(
                 case.id, s.ok, s.fields, s.tools_ok, result.output, [f"{n}:{o}" for n, _, o in calls],
-                result.denials, round(latency, 2), result.usage.total_tokens, result.usage.cost_usd, score=s.score,
+                result.denials, round(latency, 2), result.usage.total_tokens, result.usage.cost_usd, score=s.score, sets=s.sets,
             )  # fmt: skip
             wrong = [n for n, right in s.fields.items() if not right]
             say(
@@ -221,7 +249,7 @@ def comparison(summary: dict[str, Any], baseline: dict[str, Any] | None) -> list
     if baseline is None:
         return ["no accepted baseline yet"]
     lines = [f"baseline: {baseline.get('release_version')} on {baseline.get('model')} ({baseline.get('at')})"]
-    fields = [k for k in summary if k.endswith("_accuracy") and k != "tool_call_accuracy"]
+    fields = [k for k in summary if k.endswith(("_accuracy", "_precision", "_recall")) and k != "tool_call_accuracy"]
     for key in ("accuracy", *fields, "tool_call_accuracy", "latency_p50_s", "latency_p95_s", "tokens_per_case"):
         old, new = baseline.get(key), summary.get(key)
         if isinstance(old, (int, float)) and isinstance(new, (int, float)):

@@ -104,7 +104,7 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({**summary, "passed": passed, "per_case": [c.__dict__ for c in report.cases]}, indent=2, default=str))
     else:
         print(f"\n{args.agent} {summary['release_version']} on {summary['model']}: {summary['cases']} cases")
-        fields = [k for k in summary if k not in ("accuracy", "tool_call_accuracy") and k in report.metrics.values()]
+        fields = [k for k in summary if k not in ("accuracy", "tool_call_accuracy") and (k in report.metrics.values() or k in report.set_summary())]
         for key in ("accuracy", "score", *fields, "tool_call_accuracy", "failed_runs", "policy_denials",
                     "latency_p50_s", "latency_p95_s", "tokens_per_case", "cost_usd_per_case"):
             print(f"  {key:<20} {summary[key]}")

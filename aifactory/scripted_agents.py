@@ -7,7 +7,9 @@ Not workflow-safe (imports files from agent folders, writes the store). By conve
   behind one OpenAI-compatible endpoint and hands each request to the agent whose prompt
   opens it, so `--model scripted` and the tests run any agent without a model.
 - `agents/<name>/seed/<family>.json` holds rows for a tool family's tables; `seed_agents`
-  loads them through that family's `FAMILY.seed`, so the face names no family.
+  loads them through that family's `FAMILY.seed`, so the face names no family. A string value
+  `file:<path>` in a row names a file in the agent folder; the family gets its absolute path
+  (a family that stores documents, say, seeds them from files the agent ships).
 """
 
 from __future__ import annotations
@@ -86,9 +88,27 @@ def scripted_model(agents_dir: Path) -> ScriptedModel:
     return ScriptedModel(router(agent_rules(agents_dir)), model_name="scripted")
 
 
+FILE_PREFIX = "file:"
+
+
 def seed_rows(agent_dir: Path) -> dict[str, list[dict]]:
-    """Family name -> rows, from the agent's `seed/<family>.json` files."""
-    return {path.stem: json.loads(path.read_text()) for path in sorted((agent_dir / SEED_DIR).glob("*.json"))}
+    """Family name -> rows, from the agent's `seed/<family>.json` files (`file:` values made absolute)."""
+    return {
+        path.stem: [_with_files(row, agent_dir) for row in json.loads(path.read_text())]
+        for path in sorted((agent_dir / SEED_DIR).glob("*.json"))
+    }
+
+
+def _with_files(row: dict, agent_dir: Path) -> dict:
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith(FILE_PREFIX):
+            target = (agent_dir / value[len(FILE_PREFIX) :]).resolve()
+            if not target.is_relative_to(agent_dir.resolve()) or not target.is_file():
+                raise ValueError(f"{agent_dir / SEED_DIR}: {value!r} names no file inside the agent folder")
+            return str(target)
+        return value
+
+    return {key: resolve(value) for key, value in row.items()} if isinstance(row, dict) else row
 
 
 def seed_agents(agents_dir: Path, db_url: str, families: dict[str, Callable[..., Any] | None] | None = None) -> int:

@@ -5,12 +5,21 @@ and checked against a whitelist at load time, so a bundle can never run code:
 names refer to argument fields (dots for nesting), literals are numbers,
 strings, booleans, None and lists; operators are comparisons, `in`, `not in`,
 `and`, `or`, `not`. A name missing from the arguments makes the predicate false.
+
+Money crosses the Temporal boundary as a decimal string (`"12500.00"`: pydantic writes a `Decimal`
+so, never as a float), so a comparison of a number with a string that is a decimal number compares
+the two as decimals: `total > 10000` holds for `{"total": "12500.00"}`. Any other mismatched
+types never match.
 """
 
 from __future__ import annotations
 
 import ast
+import re
+from decimal import Decimal
 from typing import Any
+
+_DECIMAL = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 
 _COMPARE = {
     ast.Eq: lambda a, b: a == b,
@@ -81,7 +90,7 @@ def _eval(node: ast.AST, args: dict[str, Any]) -> Any:
         for op, comp in zip(node.ops, node.comparators):
             right = _eval(comp, args)
             try:
-                if not _COMPARE[type(op)](left, right):
+                if not _COMPARE[type(op)](*_as_decimals(left, right)):
                     return False
             except TypeError:  # "abc" > 5: a mismatched type never matches
                 return False
@@ -103,6 +112,19 @@ def _eval(node: ast.AST, args: dict[str, Any]) -> Any:
             raise _Missing(node.attr)
         return base[node.attr]
     raise PredicateError(f"{type(node).__name__} is not allowed")  # unreachable after _check
+
+
+def _as_decimals(left: Any, right: Any) -> tuple[Any, Any]:
+    """A number and a decimal string, as two decimals; anything else as it is."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def decimal_text(v: Any) -> bool:
+        return isinstance(v, str) and bool(_DECIMAL.match(v))
+
+    if (number(left) and decimal_text(right)) or (decimal_text(left) and number(right)):
+        return Decimal(str(left)), Decimal(str(right))
+    return left, right
 
 
 def evaluate_predicate(source: str, args: dict[str, Any]) -> bool:

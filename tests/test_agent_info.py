@@ -18,10 +18,12 @@ from workers.metrics import FactoryMetrics
 from workers.worker import WorkerParts, build_worker
 
 
-def agent_info(port: int) -> list[dict[str, str]]:
+def agent_info(port: int, agent: str = "it-triage") -> list[dict[str, str]]:
+    """The `aifactory_agent_info` series of one agent (the folder ships others beside it)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     return sorted(
-        (dict(s.labels) | {"value": str(s.value)} for f in text_string_to_metric_families(text) for s in f.samples if s.name == "aifactory_agent_info"),
+        (dict(s.labels) | {"value": str(s.value)} for f in text_string_to_metric_families(text) for s in f.samples
+         if s.name == "aifactory_agent_info" and s.labels.get("agent") == agent),
         key=lambda labels: labels["version"],
     )  # fmt: skip
 

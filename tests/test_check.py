@@ -36,7 +36,8 @@ def run_check(agents: Path, monkeypatch, capsys) -> tuple[int, list[str]]:
 
 def test_shipped_agents_pass(capsys, monkeypatch):
     code, lines = run_check(AGENTS, monkeypatch, capsys)
-    assert code == 0 and lines == ["ok: it-triage"]
+    shipped = sorted(p.name for p in AGENTS.iterdir() if (p / "agent.yaml").exists())
+    assert code == 0 and lines == [f"ok: {name}" for name in shipped] and "it-triage" in shipped
 
 
 def test_missing_owner_is_refused_with_file_and_field(agents, monkeypatch, capsys):

@@ -17,10 +17,11 @@ from tests.support.finance import ctx
 
 STATEMENT = "doc:sha256:" + "5" * 64
 MATCHES = [
-    Match(invoice_number="NL-2024-0117", transaction_id="BK24031801", score=1.0, reasons=["amount 656.88 EUR equal"]),
-    Match(invoice_number="KL-55890", transaction_id="BK24032502", score=0.55, reasons=["reference 'KL-55890' in remittance"]),
+    Match(invoice_number="NL-2024-0117", transaction_id="BK24031801", score=1.0, reasons=["amount 656.88 EUR equal"], amount="656.88", currency="EUR"),
+    Match(invoice_number="KL-55890", transaction_id="BK24032502", score=0.55, reasons=["reference 'KL-55890' in remittance"], amount="1378.28", currency="EUR"),
 ]
-ARGS = PostReconciliationArgs(matches=MATCHES, statement=STATEMENT)
+FIGURES = {"total": "2035.16", "lowest_score": 0.55}
+ARGS = PostReconciliationArgs(matches=MATCHES, statement=STATEMENT, **FIGURES)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -51,7 +52,7 @@ async def test_the_same_pairs_proposed_again_in_another_call_post_nothing_new(an
     tools = FinanceActivities(any_db)
     env = ActivityEnvironment()
     first = await env.run(tools.post_reconciliation, ctx("k-1"), ARGS)
-    again = await env.run(tools.post_reconciliation, ctx("k-2"), PostReconciliationArgs(matches=MATCHES[::-1], statement=STATEMENT))
+    again = await env.run(tools.post_reconciliation, ctx("k-2"), PostReconciliationArgs(matches=MATCHES[::-1], statement=STATEMENT, **FIGURES))
     other_tenant = await env.run(tools.post_reconciliation, ctx("k-3", tenant="globex"), ARGS)
     assert not again.created and again.batch_id == first.batch_id
     assert other_tenant.created and other_tenant.batch_id != first.batch_id
@@ -75,7 +76,18 @@ async def test_a_post_without_an_idempotency_key_is_refused(any_db):
 
 
 async def test_a_transaction_listed_twice_in_one_batch_is_refused_and_nothing_is_written(any_db):
-    twice = PostReconciliationArgs(matches=[MATCHES[0], MATCHES[1].model_copy(update={"transaction_id": "BK24031801"})], statement=STATEMENT)
+    twice = PostReconciliationArgs(matches=[MATCHES[0], MATCHES[1].model_copy(update={"transaction_id": "BK24031801"})], statement=STATEMENT, **FIGURES)
     with pytest.raises(ApplicationError, match="each transaction may be posted once per batch; BK24031801") as caught:
         await ActivityEnvironment().run(FinanceActivities(any_db).post_reconciliation, ctx("k-1"), twice)
+    assert caught.value.non_retryable and entries(any_db) == []
+
+
+@pytest.mark.parametrize(
+    ("figures", "says"),
+    [({"total": "2035.00", "lowest_score": 0.55}, "total: 2035.00 is not the sum"), ({"total": "2035.16", "lowest_score": 0.9}, "lowest_score: 0.9 is not")],
+)
+async def test_a_total_or_lowest_score_that_is_not_the_batchs_own_is_refused(any_db, figures, says):
+    # The policy gate decides on these two figures, so the ledger takes only the batch they describe.
+    with pytest.raises(ApplicationError, match=says) as caught:
+        await ActivityEnvironment().run(FinanceActivities(any_db).post_reconciliation, ctx("k-1"), PostReconciliationArgs(matches=MATCHES, statement=STATEMENT, **figures))
     assert caught.value.non_retryable and entries(any_db) == []

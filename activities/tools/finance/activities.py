@@ -85,6 +85,20 @@ def batch_key(tenant: str, args: PostReconciliationArgs) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _refuse_undeclared_figures(args: PostReconciliationArgs) -> None:
+    """The policy gate judged `total` and `lowest_score`: post only if they are the batch's own."""
+    missing = [m.invoice_number for m in args.matches if m.amount is None]
+    if missing:
+        problem = f"matches: every pair needs its amount (as match_transactions returns it); {', '.join(missing)} has none"
+    elif sum(m.amount for m in args.matches if m.amount is not None) != args.total:
+        problem = f"total: {args.total} is not the sum of the pairs' amounts ({sum(m.amount for m in args.matches if m.amount is not None)})"
+    elif round(min(m.score for m in args.matches), 4) != round(args.lowest_score, 4):
+        problem = f"lowest_score: {args.lowest_score} is not the pairs' lowest score ({min(m.score for m in args.matches)})"
+    else:
+        return
+    raise ApplicationError(problem, type=TOOL_FAILED, non_retryable=True)
+
+
 class FinanceActivities:
     """Finance tool activities bound to a SQL store and a document store."""
 
@@ -129,6 +143,7 @@ class FinanceActivities:
                     type=TOOL_FAILED,
                     non_retryable=True,
                 )
+        _refuse_undeclared_figures(args)
         return await asyncio.to_thread(self._post, ctx, args)
 
     def _post(self, ctx: ToolContext, args: PostReconciliationArgs) -> ReconciliationRecord:

@@ -153,6 +153,9 @@ class Match(BaseModel):
     score: float = Field(ge=0, le=1)
     reasons: list[str]
     """Why they match, one clause per signal (`amount 1234.50 EUR equal`, ...)."""
+    amount: Decimal | None = None
+    """The invoice's total, which the pair settles."""
+    currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN)
 
 
 class Candidate(BaseModel):
@@ -184,6 +187,12 @@ class PostReconciliationArgs(BaseModel):
     """Matched pairs to post (from `match_transactions`)."""
     statement: str = Field(pattern=DOCUMENT_REF_PATTERN)
     """The statement the transactions came from."""
+    total: Decimal = Field(ge=0)
+    """The sum of the pairs' amounts. The policy gate reads it (approval above an amount), and the
+    tool refuses a total that is not that sum, so the gate judges the batch that is posted."""
+    lowest_score: float = Field(ge=0, le=1)
+    """The lowest score among the pairs (below 0.8, a pair lacks an equal amount or a reference:
+    a fuzzy match). The gate reads it; the tool refuses one that is not the pairs' lowest."""
 
 
 class LedgerEntry(BaseModel):

@@ -100,3 +100,25 @@ def open_or_refuse(store: DocumentStore, ref: str) -> StoredDocument:
         return store.open(ref)
     except DocumentNotFound as e:
         raise ApplicationError(str(e), type=DOCUMENT_NOT_FOUND, non_retryable=True) from None
+
+
+def seed_documents(db_url: str, rows: list[dict]) -> None:
+    """The family's seed: store sample documents, each row `{"document": "doc:sha256:...", "file": <path>}`.
+
+    The reference is written in the agent's samples and cases, so a file whose bytes no longer hash
+    to it is refused rather than stored under another reference. `db_url` is not used: documents
+    live in the document store, not in SQL.
+
+    Raises:
+        ValueError: a row names no file, or a file that does not hash to its reference.
+    """
+    store = DocumentStore.default()
+    for row in rows:
+        path = Path(str(row.get("file", "")))
+        if not row.get("file") or not path.is_file():
+            raise ValueError(f"finance seed: {row!r} names no file to store")
+        data = path.read_bytes()
+        ref = f"doc:sha256:{hashlib.sha256(data).hexdigest()}"
+        if ref != row.get("document"):
+            raise ValueError(f"finance seed: {path} hashes to {ref}, not to the reference {row.get('document')!r} the agent uses")
+        store.put(data, path.name)

@@ -124,7 +124,10 @@ def match(invoices: list[Invoice], transactions: list[Transaction], window_days:
             continue
         taken_inv.add(i)
         taken_tx.add(t)
-        matches.append((i, Match(invoice_number=invoices[i].invoice_number, transaction_id=transactions[t].transaction_id, score=s, reasons=r)))
+        matches.append((i, Match(
+            invoice_number=invoices[i].invoice_number, transaction_id=transactions[t].transaction_id, score=s, reasons=r,
+            amount=invoices[i].total, currency=invoices[i].currency,
+        )))  # fmt: skip
     return MatchResult(
         matches=[m for _, m in sorted(matches, key=lambda im: im[0])],
         ambiguous=ambiguous,
