@@ -283,8 +283,7 @@ class _WorkflowMetrics(WorkflowInboundInterceptor):
     def _withdraw_pending(self, labels: tuple[str, str, str]) -> None:
         """A run that ends with an approval still pending (stopped, failed, cancelled while it waited)
         no longer waits for anyone: the gauge goes back down by what it counted for the run."""
-        book = getattr(workflow.instance(), "_book", None)
-        pending = len(book.pending()) if book is not None else 0
+        pending = getattr(workflow.instance(), "pending_approvals", 0)
         if pending:
             self.metrics.approvals_pending.labels(labels[0], labels[2]).dec(pending)
 
@@ -293,5 +292,5 @@ def _run_labels() -> tuple[str, str, str]:
     """(agent, version, tenant) of the run this workflow task belongs to: the release it was admitted
     under, and the tenant of its business key (`unknown` before the worker resolved a release)."""
     agent, tenant = _labels_from_workflow_id(workflow.info().workflow_id)
-    release = getattr(workflow.instance(), "_release", None)
+    release = getattr(workflow.instance(), "release", None)
     return (release.spec.name if release else agent), (release.release_version if release else "unknown"), tenant

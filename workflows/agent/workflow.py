@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
 
     from contracts import errors as E
     from contracts import signing as S
+    from contracts.agent import PinnedRelease
     from contracts.approval import ApprovalDecision, ApprovalLedger, Verdict
     from contracts.budget import BudgetDecision
     from contracts.catalog import CATALOG
@@ -53,6 +54,18 @@ class AgentWorkflow:
     def __init__(self, raw: RawValue) -> None:
         # Nothing is read from the input here: what governs the run is settled in `run`, by the worker.
         self._st = AgentState()
+
+    # -- what the worker's metrics interceptor reads of a run as it ends (never wire API) ----------
+
+    @property
+    def release(self) -> PinnedRelease | None:
+        """The release the run was admitted under (None before the worker resolved it)."""
+        return self._st.release
+
+    @property
+    def pending_approvals(self) -> int:
+        """Approval requests still waiting for a person."""
+        return len(self._st.book.pending())
 
     @workflow.query(name=Query.STATUS)
     def status(self) -> RunStatus:
