@@ -18,6 +18,7 @@ first run instead of starting another.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,17 +106,25 @@ class RunHandle:
         return (await self.handle.describe()).status
 
 
+log = logging.getLogger("aifactory.client")
+
 #: How long a query waits out a run whose workflow task just failed (a worker timed out under load,
 #: or was evicted mid-task): the server refuses queries until the task's retry completes.
 QUERY_PATIENCE_S = 15.0
 
 
-async def query_run(handle: WorkflowHandle, name: str, result_type: type, *, patience_s: float = QUERY_PATIENCE_S):
+#: How long a listing waits for one run's answer before it lists the others without it.
+LISTING_QUERY_TIMEOUT = timedelta(seconds=10)
+
+
+async def query_run(
+    handle: WorkflowHandle, name: str, result_type: type, *, patience_s: float = QUERY_PATIENCE_S, rpc_timeout: timedelta | None = None
+):
     """Query a run, waiting out a workflow task in a failed state for a little while before saying so."""
     delay, waited = 0.1, 0.0
     while True:
         try:
-            return await handle.query(name, result_type=result_type)
+            return await handle.query(name, result_type=result_type, rpc_timeout=rpc_timeout)
         except RPCError as e:
             if e.status != RPCStatusCode.FAILED_PRECONDITION or "Workflow Task in failed state" not in str(e) or waited >= patience_s:
                 raise
@@ -308,7 +317,11 @@ class FactoryClient:
         query = V.all_of(V.eq("AwaitingApproval", True), V.eq("ExecutionStatus", "Running"), V.eq("ApprovalGroup", group) if group is not None else "")
         out: list[PendingApproval] = []
         async for wf in self.client.list_workflows(query):
-            ledger = await query_run(self.client.get_workflow_handle(wf.id), Query.APPROVALS, ApprovalLedger)
+            try:
+                ledger = await query_run(self.client.get_workflow_handle(wf.id), Query.APPROVALS, ApprovalLedger, rpc_timeout=LISTING_QUERY_TIMEOUT)
+            except RPCError as e:  # no worker answers for it (its queue has none): list the others
+                log.warning("run %s waits for an approval but did not answer (%s): is a worker polling its queue?", wf.id, e.message or e.status)
+                continue
             attrs = wf.typed_search_attributes
             for request in ledger.requests:
                 if request.status.value == "pending" and (group is None or request.group == group):

@@ -126,13 +126,19 @@ async def test_a_run_dropped_by_a_stopping_worker_closes_quietly(client, db_url)
     # interceptor must let that GeneratorExit through without asking the workflow anything (it
     # asked whether the workflow was replaying, and printed `_NotInWorkflowEventLoopError`).
     model = ScriptedModel(Turns([Reply.tool("create_ticket", P1), Reply.text(DONE)]))
-    async with factory_with(client, db_url, model, metrics=FactoryMetrics(), sandboxed=False, max_cached_workflows=10) as f:
-        run = await f.start(TICKET)
-        await parked(run)
-        (held,) = [
+
+    def held_runs() -> list:
+        return [
             o for o in gc.get_objects()
             if inspect.iscoroutine(o) and o.cr_code is _WorkflowMetrics.execute_workflow.__code__ and o.cr_frame is not None
         ]  # fmt: skip
+
+    gc.collect()
+    earlier = {id(o) for o in held_runs()}  # other tests' workers may still hold runs of their own
+    async with factory_with(client, db_url, model, metrics=FactoryMetrics(), sandboxed=False, max_cached_workflows=10) as f:
+        run = await f.start(TICKET)
+        await parked(run)
+        (held,) = [o for o in held_runs() if id(o) not in earlier]
         held.close()
     async with factory_with(client, db_url, model, task_queue=f.task_queue) as f:
         await f.factory.decide(run.workflow_id, "maria.keller", "approve")
