@@ -190,18 +190,20 @@ class SlackDelivery:
         if not await asyncio.to_thread(self._claim, key, n, channel):
             return None
         request = n.details.get("request")
-        later = request and (n.kind in OUTCOMES or n.kind.startswith("approval_escalated"))
+        escalated = n.kind.startswith("approval_escalated")
         try:
-            if later:  # nobody should press a button on a request that no longer waits at that tier
-                for earlier in await asyncio.to_thread(self._earlier, n.run_id, request):
-                    await self._client.chat_update(channel=earlier.channel, ts=earlier.ts, **outcome_message(n, link))
-            if later and n.kind in OUTCOMES and any(m.channel == channel for m in await asyncio.to_thread(self._earlier, n.run_id, request)):
-                # The outcome is shown where the request was asked: nothing more to post there.
-                await asyncio.to_thread(self._settle, key, "-")
-                return None
-            if later and n.kind in OUTCOMES:
+            if request and (n.kind in OUTCOMES or escalated):
+                # Nobody should press a button on a request that no longer waits at that tier.
+                earlier = await asyncio.to_thread(self._earlier, n.run_id, request)
+                for message in earlier:
+                    await self._client.chat_update(channel=message.channel, ts=message.ts, **outcome_message(n, link))
+                if n.kind in OUTCOMES and any(m.channel == channel for m in earlier):
+                    # The outcome is shown where the request was asked: nothing more to post there.
+                    await asyncio.to_thread(self._settle, key, "-")
+                    return None
+            if request and n.kind in OUTCOMES:
                 message = outcome_message(n, link)
-            elif request and (n.kind in ASKING or n.kind.startswith("approval_escalated")):
+            elif request and (n.kind in ASKING or escalated):
                 message = approval_message(n, link, buttons=True)
             else:
                 message = alert_message(n, link)
