@@ -107,7 +107,7 @@ def _keys(args: argparse.Namespace, store: ApiKeyStore) -> int:
     return 0
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound here so a port in use is one sentence rather than the server's exit."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -139,7 +139,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"note: no signing key for {service!r} here (`aifactory keys init --as {service}`): decisions sent through "
               "the gateway will be refused unless the directory says require_signatures: false", flush=True)  # fmt: skip
     app = create_app(factory, ApiKeyStore(settings.db_url), JwtVerifier(oidc) if oidc else None)
-    sock = _listen(args.host, args.port)
+    sock = listen(args.host, args.port)
     server = GatewayServer(app, log_level="info")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

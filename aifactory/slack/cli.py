@@ -43,7 +43,7 @@ def cmd_slack(args: argparse.Namespace, settings: Settings):
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from aifactory.client import FactoryClient
     from aifactory.gateway.app import GatewayServer
-    from aifactory.gateway.cli import GatewayCliError, _listen
+    from aifactory.gateway.cli import listen
     from aifactory.keys_cli import directory_overlay
     from aifactory.signing import Signer, signing_folders
     from aifactory.slack.app import SlackEndpoint, create_app
@@ -61,10 +61,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     overlay = directory_overlay(settings.home) if settings.embedded else None
     endpoint = SlackEndpoint(factory, lambda: load_directory(policies_dir() / "directory.yaml", overlay), secret, settings.db_url,
                              os.environ.get("AIFACTORY_SLACK_RESPONSE_URL_PREFIX") or "https://hooks.slack.com/")  # fmt: skip
-    try:
-        sock = _listen(args.host, args.port)
-    except GatewayCliError as e:
-        raise SlackCliError(str(e)) from None
+    sock = listen(args.host, args.port)  # a port in use is a GatewayCliError: one sentence, exit 2, as any FactoryError
     server = GatewayServer(create_app(endpoint), log_level="info")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
