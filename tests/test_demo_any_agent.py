@@ -7,15 +7,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from activities.keys import KeyRing
-from aifactory.demo import run_demo
-from aifactory.stack import seed_reference_data
 from contracts.approval import ApprovalRequest
 from policies.approvals import first_approver
 from policies.loader import PolicyStore
 from tests.support import orders_agent
-from workers.schedules import AUDIT_SCHEDULE_ID
-from workers.settings import Settings
+from tests.support.demo import demo_on_cluster
 
 
 def request(policy, group_tier: int = 0, requester: str = "demo", tenant: str = "demo") -> ApprovalRequest:
@@ -40,21 +36,8 @@ def test_approvers_come_from_the_bundle_and_the_directory():
 async def test_the_demo_runs_a_second_agent(env, tmp_path, monkeypatch, capsys):
     queue = f"tq-demo-orders-{uuid.uuid4().hex[:8]}"
     agents, policies = orders_agent.write_agent(tmp_path, queue)
-    home = tmp_path / "home"
-    KeyRing.generate().save(home / "keys" / "codec.json")
-    KeyRing.generate().save(home / "keys" / "audit.json")
-    settings = Settings.from_env({
-        "TEMPORAL_ADDRESS": env.client.service_client.config.target_host, "AIFACTORY_HOME": str(home),
-        "AIFACTORY_AGENTS_DIR": str(agents), "AIFACTORY_TASK_QUEUE": queue,
-    })  # fmt: skip
     monkeypatch.setenv("AIFACTORY_POLICIES_DIR", str(policies))
-    # On a cluster (this shared dev server) the demo writes no sample data to the store: load the
-    # agent's seed as an operator would, through its tool families.
-    assert seed_reference_data(settings) > 0
-    try:
-        code = await run_demo(settings, model="scripted", agent=orders_agent.NAME)
-    finally:  # the demo's worker made the export schedule on the shared dev server, for its own queue
-        await env.client.get_schedule_handle(AUDIT_SCHEDULE_ID).delete()
+    code = await demo_on_cluster(env, tmp_path / "home", agents, queue, orders_agent.NAME)
     out = capsys.readouterr().out
     assert code == 0, out
     assert "approving as alex.morgan" in out and "needs approvers (rule orders-need-approval)" in out

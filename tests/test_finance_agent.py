@@ -13,22 +13,18 @@ import uuid
 
 import pytest
 
-from activities.keys import KeyRing
 from activities.model.endpoints import Endpoint, EndpointRegistry
 from activities.releases.registry import ReleaseRegistry
 from aifactory.client import FactoryClient
-from aifactory.demo import run_demo
 from aifactory.evalset import load_cases
 from aifactory.evaluate import evaluate
 from aifactory.scripted_agents import scripted_model, seed_agents
-from aifactory.stack import seed_reference_data
 from contracts.policy import Autonomy, Outcome, ToolCallFacts
 from contracts.tools import DataClass, SideEffect
 from policies.engine import evaluate as decide
 from policies.loader import PolicyStore, policies_dir
+from tests.support.demo import demo_on_cluster
 from tests.support.harness import AGENTS, people_signer, policies_with_keys
-from workers.schedules import AUDIT_SCHEDULE_ID
-from workers.settings import Settings
 from workers.worker import WorkerParts, build_worker
 
 NAME = "finance-reconciliation"
@@ -109,18 +105,7 @@ async def test_the_scripted_evaluation_gives_the_baselines_figures(client, db_ur
 async def test_the_demo_prints_pairs_and_exceptions(env, tmp_path, monkeypatch, capsys, documents):
     queue = f"tq-demo-finance-{uuid.uuid4().hex[:8]}"
     agents = agent_copy(tmp_path, queue)
-    home = tmp_path / "home"
-    KeyRing.generate().save(home / "keys" / "codec.json")
-    KeyRing.generate().save(home / "keys" / "audit.json")
-    settings = Settings.from_env({
-        "TEMPORAL_ADDRESS": env.client.service_client.config.target_host, "AIFACTORY_HOME": str(home),
-        "AIFACTORY_AGENTS_DIR": str(agents), "AIFACTORY_TASK_QUEUE": queue,
-    })  # fmt: skip
-    assert seed_reference_data(settings) > 0  # on a cluster the operator stores the documents first
-    try:
-        code = await run_demo(settings, model="scripted", agent=NAME)
-    finally:  # the demo's worker made the export schedule on the shared dev server, for its own queue
-        await env.client.get_schedule_handle(AUDIT_SCHEDULE_ID).delete()
+    code = await demo_on_cluster(env, tmp_path / "home", agents, queue, NAME)  # the operator stores the documents first
     out = capsys.readouterr().out
     assert code == 0, out
     assert "needs finance-controllers (rule fuzzy-matches)" in out and "approving as claire.dubois" in out
