@@ -178,10 +178,14 @@ class FactoryUnderTest:
 async def factory_with(
     client: Client, db_url: str, model: ScriptedModel, policy_root: Path | None = None, webhook_url: str | None = None,
     task_queue: str | None = None, audit=None, metrics=None, policies: PolicyActivities | None = None, slack=None,
-    **worker_options: Any,
+    releases: ReleaseRegistry | None = None, **worker_options: Any,
 ) -> AsyncIterator[FactoryUnderTest]:
+    """A worker on a fresh queue against `model`; `releases` replaces the worker's registry (the
+    client's stays: the shipped it-triage and the variants the test starts)."""
     with model.serve() as base_url:
         fut = FactoryUnderTest(client, db_url, base_url, task_queue or f"tq-{uuid.uuid4().hex[:10]}")
+        if releases is not None:
+            fut.parts.releases = releases
         if policy_root is not None:
             fut.parts.policies = policies_with_keys(policy_root)
         if policies is not None:
