@@ -10,7 +10,7 @@ first user message and the turn by how many assistant messages it already has,
 so a retried request gets the same answer and concurrent runs don't interfere.
 
 Replies can be tool calls, text, HTTP errors (with `Retry-After`, served for
-the first N attempts of a turn) and slow answers.
+the first N attempts of a turn), slow answers and raw bodies (malformed answers).
 
     model = ScriptedModel(Turns([Reply.tool("lookup_requester", {"email": "a@b.co"}),
                                  Reply.error(429, retry_after=0.1), Reply.text('{"ok": true}')]))
@@ -41,6 +41,8 @@ class Reply:
     delay: float = 0.0
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    body: dict[str, Any] | None = None
+    """An answer served as is, with status 200 (an endpoint's malformed answer: no choices, ...)."""
 
     @staticmethod
     def text(content: str | dict | list, **kw) -> "Reply":
@@ -61,6 +63,10 @@ class Reply:
         """The way small open models answer: the call as a JSON block in the message text."""
         block = json.dumps({"name": name, "arguments": arguments})
         return Reply(content=f"I will look that up.\n```json\n{block}\n```", **kw)
+
+    @staticmethod
+    def raw(body: dict[str, Any], **kw) -> "Reply":
+        return Reply(body=body, **kw)
 
     @staticmethod
     def error(status: int, message: str = "scripted error", retry_after: float | None = None, times: int = 1) -> "Reply":
@@ -155,6 +161,8 @@ class ScriptedModel:
         if reply.status != 200:
             extra = {"retry-after": f"{reply.retry_after:g}"} if reply.retry_after is not None else {}
             return reply.status, extra, {"error": {"message": reply.content, "type": "scripted", "code": reply.status}}
+        if reply.body is not None:
+            return 200, {}, reply.body
         prompt_tokens = reply.prompt_tokens
         if prompt_tokens is None:
             prompt_tokens = sum(len(str(m.get("content") or "")) for m in body.get("messages", [])) // 4 + 1
