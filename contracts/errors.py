@@ -27,9 +27,15 @@ kill switch, a key ring) can join it without importing upwards.
     UnknownTimeZone            a business-hours calendar names a zone this worker's tz database lacks
     ModelUnavailable           the endpoint kept failing until the retries ran out
     ModelCallRejected          the endpoint refused the call (4xx other than 408/409/429)
-    ModelResponseInvalid       the endpoint answered with something unusable
     ModelResponseTooLarge      the endpoint's reply is too large for a run to take (not retried)
-    ToolFailed                 a tool raised a non-retryable error
+
+    Types that end no run (tests/test_run_failures.py shows each as a run meets it):
+    ModelResponseInvalid       the endpoint answered with something unusable: retried, then the run
+                               ends ModelUnavailable, naming it
+    ReleaseUnavailable         a model call on a worker without the run's release: retried (another
+                               worker may hold it), then ModelUnavailable, naming it
+    ToolFailed                 a tool raised a non-retryable error: the call is recorded FAILED and
+                               the model told, so the run goes on
 """
 
 INVALID_RUN_INPUT = "InvalidRunInput"
@@ -76,7 +82,6 @@ RUN_FAILURES = frozenset(
         APPROVAL_EXPIRED,
         TRANSCRIPT_MISSING,
         MODEL_CALL_REJECTED,
-        MODEL_RESPONSE_INVALID,
         MODEL_RESPONSE_TOO_LARGE,
         MODEL_UNAVAILABLE,
         RELEASE_UNKNOWN,
