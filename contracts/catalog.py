@@ -67,7 +67,7 @@ class ToolDefinition:
     @cached_property
     def _model_schema(self) -> ToolSchema:
         # Built once per tool: the model activity offers it on every call.
-        schema = self.args_model.model_json_schema()
+        schema = _without_large_bounds(self.args_model.model_json_schema())
         schema.pop("title", None)
         return ToolSchema(name=self.name, description=self.meta.description, parameters=schema)
 
@@ -138,3 +138,17 @@ def tool_for_activity(activity_name: str) -> ToolDefinition | None:
         if definition.activity_name == activity_name:
             return definition
     return None
+
+
+#: Array bounds above this are left out of the schema a model is shown (its arguments are still held
+#: to them): grammar-constrained endpoints such as llama.cpp unroll `maxItems` into one rule per
+#: item, and a bound of 500 makes a grammar the server cannot parse (it crashed on one, measured).
+MODEL_MAX_ITEMS = 32
+
+
+def _without_large_bounds(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _without_large_bounds(v) for k, v in schema.items() if not (k == "maxItems" and isinstance(v, int) and v > MODEL_MAX_ITEMS)}
+    if isinstance(schema, list):
+        return [_without_large_bounds(v) for v in schema]
+    return schema

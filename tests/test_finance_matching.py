@@ -101,7 +101,7 @@ def test_names_compare_without_case_punctuation_or_legal_form():
 
 
 async def test_the_tool_runs_the_same_matcher():
-    args = MatchTransactionsArgs(invoices=list(sample_invoices().values()), transactions=STATEMENT)
+    args = MatchTransactionsArgs(statement=None, invoices=list(sample_invoices().values()), transactions=STATEMENT)
     result = await ActivityEnvironment().run(FinanceActivities("sqlite://").match_transactions, ctx(), args)
     assert result == match(args.invoices, args.transactions)
 
@@ -114,11 +114,12 @@ def test_the_family_is_installed_with_namespaced_tools_and_declared_effects():
     family = {f.name: f for f in installed_families()}["finance"]
     assert {t.name: t.activity_name for t in family.tools} == {
         "ocr_document": "tool.finance.ocr_document",
+        "extract_invoice": "tool.finance.extract_invoice",
         "read_statement": "tool.finance.read_statement",
         "match_transactions": "tool.finance.match_transactions",
         "post_reconciliation": "tool.finance.post_reconciliation",
     }
-    effects = {name: CATALOG[name].meta.side_effect for name in ("ocr_document", "read_statement", "match_transactions")}
+    effects = {name: CATALOG[name].meta.side_effect for name in ("ocr_document", "extract_invoice", "read_statement", "match_transactions")}
     assert set(effects.values()) == {SideEffect.READ}
     post = CATALOG["post_reconciliation"].meta
     assert post.side_effect is SideEffect.WRITE and post.needs_idempotency_key and DataClass.FINANCIAL in post.data_classes

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from activities.tools.families import ToolFamily
 from activities.tools.finance import declarations
-from activities.tools.finance.activities import FinanceActivities, ReconciliationBatch, ReconciliationEntry
+from activities.tools.finance.activities import ExtractionRecord, FinanceActivities, OcrRecord, ReconciliationBatch, ReconciliationEntry
 from activities.tools.finance.documents import seed_documents
 
 FAMILY = ToolFamily(
     name=declarations.NAME,
     declarations=declarations,
     activities=lambda db_url: FinanceActivities(db_url).activities(),
-    tables=(ReconciliationBatch, ReconciliationEntry),
+    tables=(OcrRecord, ExtractionRecord, ReconciliationBatch, ReconciliationEntry),
     seed=seed_documents,
 )

@@ -1,9 +1,13 @@
 """The finance tools' activities and the reconciliation ledger they post to.
 
 Not workflow-safe (files, SQL, OCR). `ocr_document` and `read_statement` read
-stored documents by reference; `match_transactions` runs the pure matcher
-(`matching`); `post_reconciliation` writes the ledger, one batch per idempotency
-key: a retried or repeated call returns the batch the first call posted.
+stored documents by reference (documents are content-addressed, so an OCR result
+is kept per document and read once); `extract_invoice` checks the model's reading
+of a document against its OCR text (`extraction`) and keeps it for the run, so
+`match_transactions` can take the run's invoices and a statement by reference
+instead of as arguments the model retypes; `match_transactions` runs the pure
+matcher (`matching`); `post_reconciliation` writes the ledger, one batch per
+idempotency key: a retried or repeated call returns the batch the first call posted.
 
 The batch key is derived from the arguments (the statement and the sorted
 pairs), not only from the call: the model that proposes the same posting twice
@@ -14,23 +18,29 @@ beside it for the audit trail.
 from __future__ import annotations
 
 import asyncio
+import logging
 import hashlib
 import json
 import os
 from datetime import datetime, timezone
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db import engine_for
-from activities.tools.finance import matching
+from activities.tools.finance import extraction, matching
 from activities.tools.finance.declarations import (
+    EXTRACT_INVOICE,
     MATCH_TRANSACTIONS,
     OCR_DOCUMENT,
     POST_RECONCILIATION,
     READ_STATEMENT,
+    ExtractedInvoice,
+    ExtractInvoiceArgs,
+    Invoice,
     LedgerEntry,
     MatchResult,
     MatchTransactionsArgs,
@@ -46,6 +56,32 @@ from activities.tools.finance.ocr import DEFAULT_MAX_PAGES, read_document
 from activities.tools.finance.statements import StatementError, malformed, parse_statement
 from contracts.errors import TOOL_FAILED
 from contracts.tools import ToolContext
+
+log = logging.getLogger(__name__)
+
+
+class OcrRecord(SQLModel, table=True):
+    """A document's OCR result, kept by its content reference: the same bytes read the same."""
+
+    __tablename__ = "finance_ocr"
+    document: str = Field(primary_key=True)
+    result: str
+    """The `OcrResult` as JSON."""
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+class ExtractionRecord(SQLModel, table=True):
+    """An invoice a run extracted from one document (the last reading wins)."""
+
+    __tablename__ = "finance_extraction"
+    __table_args__ = (UniqueConstraint("tenant", "run_id", "document"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(index=True)
+    run_id: str = Field(index=True)
+    document: str
+    result: str
+    """The `ExtractedInvoice` as JSON."""
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
 
 
 class ReconciliationEntry(SQLModel, table=True):
@@ -88,7 +124,11 @@ def batch_key(tenant: str, args: PostReconciliationArgs) -> str:
 def _refuse_undeclared_figures(args: PostReconciliationArgs) -> None:
     """The policy gate judged `total` and `lowest_score`: post only if they are the batch's own."""
     missing = [m.invoice_number for m in args.matches if m.amount is None]
-    if missing:
+    if not args.matches:
+        if args.total == 0:
+            return
+        problem = f"total: {args.total} with no pairs to post (an empty posting has total 0)"
+    elif missing:
         problem = f"matches: every pair needs its amount (as match_transactions returns it); {', '.join(missing)} has none"
     elif sum(m.amount for m in args.matches if m.amount is not None) != args.total:
         problem = f"total: {args.total} is not the sum of the pairs' amounts ({sum(m.amount for m in args.matches if m.amount is not None)})"
@@ -112,7 +152,50 @@ class FinanceActivities:
         return await asyncio.to_thread(self._ocr, args.document)
 
     def _ocr(self, ref: str) -> OcrResult:
-        return read_document(open_or_refuse(self.store, ref), self.max_pdf_pages)
+        # The kept result is a saving, not a source of truth: a store that cannot keep it costs a
+        # second recognition, never the call.
+        try:
+            with Session(engine_for(self._db_url)) as s:
+                kept = s.get(OcrRecord, ref)
+            if kept is not None:
+                return OcrResult.model_validate_json(kept.result)
+        except SQLAlchemyError as e:
+            log.warning("OCR results are not kept (%s): reading %s again", type(e).__name__, ref)
+        result = read_document(open_or_refuse(self.store, ref), self.max_pdf_pages)
+        try:
+            with Session(engine_for(self._db_url)) as s:
+                s.add(OcrRecord(document=ref, result=result.model_dump_json()))
+                s.commit()
+        except SQLAlchemyError:  # kept concurrently by another call (the same bytes read the same), or not keepable
+            pass
+        return result
+
+    @activity.defn(name=EXTRACT_INVOICE.activity_name)
+    async def extract_invoice(self, ctx: ToolContext, args: ExtractInvoiceArgs) -> ExtractedInvoice:
+        return await asyncio.to_thread(self._extract, ctx, args)
+
+    def _extract(self, ctx: ToolContext, args: ExtractInvoiceArgs) -> ExtractedInvoice:
+        result = extraction.check(args, self._ocr(args.document))
+        with Session(engine_for(self._db_url)) as s:
+            row = s.exec(
+                select(ExtractionRecord).where(
+                    ExtractionRecord.tenant == ctx.tenant, ExtractionRecord.run_id == ctx.run_id, ExtractionRecord.document == args.document
+                )
+            ).first()
+            row = row or ExtractionRecord(tenant=ctx.tenant, run_id=ctx.run_id, document=args.document, result="")
+            row.result = result.model_dump_json()
+            s.add(row)
+            s.commit()
+        return result
+
+    def _extracted(self, ctx: ToolContext) -> list[Invoice]:
+        """The invoices this run extracted, in the order it read them (unreadable ones left out)."""
+        with Session(engine_for(self._db_url)) as s:
+            rows = s.exec(
+                select(ExtractionRecord).where(ExtractionRecord.tenant == ctx.tenant, ExtractionRecord.run_id == ctx.run_id).order_by(ExtractionRecord.id)
+            ).all()
+        found = [ExtractedInvoice.model_validate_json(r.result).invoice for r in rows]
+        return [inv for inv in found if inv is not None]
 
     @activity.defn(name=READ_STATEMENT.activity_name)
     async def read_statement(self, ctx: ToolContext, args: ReadStatementArgs) -> Statement:
@@ -128,7 +211,16 @@ class FinanceActivities:
     @activity.defn(name=MATCH_TRANSACTIONS.activity_name)
     async def match_transactions(self, ctx: ToolContext, args: MatchTransactionsArgs) -> MatchResult:
         # Off the event loop: 500 invoices against 5000 transactions is seconds of difflib.
-        return await asyncio.to_thread(matching.match, args.invoices, args.transactions, args.date_window_days)
+        return await asyncio.to_thread(self._match, ctx, args)
+
+    def _match(self, ctx: ToolContext, args: MatchTransactionsArgs) -> MatchResult:
+        invoices = args.invoices or self._extracted(ctx)
+        if not invoices:
+            raise ApplicationError("invoices: none given, and this run extracted none (call extract_invoice first)", type=TOOL_FAILED, non_retryable=True)
+        transactions = list(args.transactions)
+        if args.statement is not None:
+            transactions += self._read_statement(ReadStatementArgs(document=args.statement)).transactions
+        return matching.match(invoices, transactions, args.date_window_days)
 
     @activity.defn(name=POST_RECONCILIATION.activity_name)
     async def post_reconciliation(self, ctx: ToolContext, args: PostReconciliationArgs) -> ReconciliationRecord:
@@ -144,6 +236,8 @@ class FinanceActivities:
                     non_retryable=True,
                 )
         _refuse_undeclared_figures(args)
+        if not args.matches:  # nothing matched: nothing is written
+            return ReconciliationRecord(batch_id=None, entries=[], created=False)
         return await asyncio.to_thread(self._post, ctx, args)
 
     def _post(self, ctx: ToolContext, args: PostReconciliationArgs) -> ReconciliationRecord:
@@ -193,4 +287,4 @@ class FinanceActivities:
         )
 
     def activities(self) -> list:
-        return [self.ocr_document, self.read_statement, self.match_transactions, self.post_reconciliation]
+        return [self.ocr_document, self.read_statement, self.extract_invoice, self.match_transactions, self.post_reconciliation]

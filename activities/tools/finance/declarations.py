@@ -116,6 +116,49 @@ class Statement(BaseModel):
     transactions: list[Transaction]
 
 
+# ---- extract_invoice ------------------------------------------------------------------------
+
+
+class ExtractInvoiceArgs(BaseModel):
+    """An invoice as the model reads it from a document's OCR text: each field copied as printed,
+    or null when the text does not show it (never guessed). Every field is required, null allowed:
+    a grammar-constrained model then writes each one instead of stopping early (measured: with
+    optional fields the local model skipped currency, amounts and IBAN)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    document: str = Field(pattern=DOCUMENT_REF_PATTERN)
+    """Reference of the invoice document whose OCR text this is read from."""
+    supplier: str | None
+    """The issuing company, as printed (usually the first line)."""
+    invoice_number: str | None
+    issue_date: str | None
+    """`YYYY-MM-DD`."""
+    due_date: str | None
+    """`YYYY-MM-DD`."""
+    currency: str | None
+    """ISO 4217 code, e.g. `EUR`."""
+    net: Decimal | None
+    tax: Decimal | None
+    """VAT or tax amount."""
+    total: Decimal | None
+    iban: str | None
+    """The supplier's IBAN as printed."""
+    po_number: str | None
+
+
+class ExtractedInvoice(BaseModel):
+    """What `extract_invoice` made of the model's reading, after checking it against the OCR text."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+    document: str
+    invoice: Invoice | None
+    """The typed invoice, its doubtful fields in `low_confidence_fields`; null when unreadable."""
+    unreadable: str | None = None
+    """Why the document gives no invoice to match (no number, date, total or supplier)."""
+    not_in_text: list[str] = []
+    """Fields whose value the OCR text does not contain: flagged, never passed on as certain."""
+
+
 # ---- match_transactions ---------------------------------------------------------------------
 
 
@@ -139,9 +182,15 @@ class Invoice(BaseModel):
 
 
 class MatchTransactionsArgs(BaseModel):
+    """Invoices and transactions given in full, or by reference: `statement` instead of its
+    transactions, and no `invoices` for the invoices `extract_invoice` read in this run."""
+
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-    invoices: list[Invoice] = Field(min_length=1, max_length=500)
-    transactions: list[Transaction] = Field(max_length=5000)
+    statement: str | None = Field(pattern=DOCUMENT_REF_PATTERN)
+    """Reference of the bank statement whose transactions to match; null: `transactions` are given."""
+    invoices: list[Invoice] = Field(default=[], max_length=500)
+    """Invoices to match; empty: the ones extracted in this run (`extract_invoice`)."""
+    transactions: list[Transaction] = Field(default=[], max_length=5000)
     date_window_days: int = Field(default=45, ge=0, le=365)
     """How far a booking may lie before the issue date or after the due date (or issue date)."""
 
@@ -153,9 +202,10 @@ class Match(BaseModel):
     score: float = Field(ge=0, le=1)
     reasons: list[str]
     """Why they match, one clause per signal (`amount 1234.50 EUR equal`, ...)."""
-    amount: Decimal | None = None
-    """The invoice's total, which the pair settles."""
-    currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN)
+    amount: Decimal | None
+    """The invoice's total, which the pair settles (required, as every field a model copies into
+    `post_reconciliation`: a grammar-constrained model skips optional ones)."""
+    currency: str | None = Field(pattern=CURRENCY_PATTERN)
 
 
 class Candidate(BaseModel):
@@ -183,8 +233,8 @@ class MatchResult(BaseModel):
 
 class PostReconciliationArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-    matches: list[Match] = Field(min_length=1, max_length=500)
-    """Matched pairs to post (from `match_transactions`)."""
+    matches: list[Match] = Field(max_length=500)
+    """Matched pairs to post (from `match_transactions`). None: nothing is posted (total 0)."""
     statement: str = Field(pattern=DOCUMENT_REF_PATTERN)
     """The statement the transactions came from."""
     total: Decimal = Field(ge=0)
@@ -203,7 +253,8 @@ class LedgerEntry(BaseModel):
 
 class ReconciliationRecord(BaseModel):
     model_config = ConfigDict(use_attribute_docstrings=True)
-    batch_id: str
+    batch_id: str | None
+    """The ledger batch; null when there was nothing to post."""
     entries: list[LedgerEntry]
     created: bool
     """False when an earlier call with the same idempotency key already posted this batch."""
@@ -237,6 +288,23 @@ READ_STATEMENT = declare(
     family=NAME,
 )
 
+EXTRACT_INVOICE = declare(
+    ToolMeta(
+        name="extract_invoice",
+        description=(
+            "Record the invoice you read in one document's OCR text (fields as printed, null when not shown). "
+            "Returns it checked against the text: doubtful fields flagged, or why it is unreadable."
+        ),
+        side_effect=SideEffect.READ,
+        data_classes=(DataClass.FINANCIAL, DataClass.PII),
+        start_to_close=timedelta(seconds=120),
+        max_attempts=3,
+    ),
+    ExtractInvoiceArgs,
+    ExtractedInvoice,
+    family=NAME,
+)
+
 MATCH_TRANSACTIONS = declare(
     ToolMeta(
         name="match_transactions",
@@ -257,7 +325,10 @@ MATCH_TRANSACTIONS = declare(
 POST_RECONCILIATION = declare(
     ToolMeta(
         name="post_reconciliation",
-        description="Post matched invoice/transaction pairs to the reconciliation ledger. Call once per batch.",
+        description=(
+            "Post the matched invoice/transaction pairs to the reconciliation ledger, once per batch "
+            "(no matches: an empty list, total 0, lowest_score 1; nothing is written)."
+        ),
         side_effect=SideEffect.WRITE,
         data_classes=(DataClass.FINANCIAL,),
         start_to_close=timedelta(seconds=15),
