@@ -12,7 +12,7 @@ import re
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from contracts.policy import Autonomy
 
@@ -157,6 +157,11 @@ class AgentSpec(_Strict):
     asks the model for each in turn with a forced tool choice, then for the final answer as JSON
     matching the output schema: small models follow a procedure far more reliably this way than
     with a free choice. A call that was denied or failed counts as done; invalid arguments do not."""
+    required_per_item: dict[str, str] = Field(default_factory=dict)
+    """Required tools called once per item of an array in the run input: tool name -> input field
+    (for example `{ocr_document: invoices}`: one call per invoice document). Consecutive required
+    tools that name the same field are asked for item by item (`ocr`, `extract` for the first
+    invoice, then for the second, ...). A tool not named here is required once."""
     step_limit: int = Field(ge=1, le=1000)
     """Maximum model turns in one run; stops reasoning loops."""
     cost_limit_usd: float = Field(ge=0)
@@ -216,6 +221,15 @@ class AgentSpec(_Strict):
         if not EMAIL_OR_CHANNEL.fullmatch(v):
             raise ValueError("must be an email address, a #channel or an http(s) URL")
         return v
+
+    @model_validator(mode="after")
+    def _per_item(self) -> "AgentSpec":
+        for tool, field in self.required_per_item.items():
+            if tool not in self.required_tools:
+                raise ValueError(f"required_per_item: {tool!r} must also be listed in required_tools")
+            if (self.input_schema.get("properties") or {}).get(field, {}).get("type") != "array":
+                raise ValueError(f"required_per_item: {tool!r} names {field!r}, which must be an array property of input_schema")
+        return self
 
     @field_validator("input_schema", "output_schema")
     @classmethod

@@ -36,6 +36,8 @@ def fingerprint(release: AgentRelease) -> str:
         "output_schema": spec.output_schema,
         "tools": tools,
     }
+    if spec.required_per_item:  # only where set, so agents without per-item steps keep their fingerprint
+        material["required_per_item"] = spec.required_per_item
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 

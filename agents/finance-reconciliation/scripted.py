@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from activities.model.scripted import Reply
+from activities.tools.finance.extraction import company_name, iban_valid
 
 LOW_CONFIDENCE = 0.8
 _AMOUNT = r"([0-9][0-9,' ]*\.[0-9]{2})"
@@ -40,22 +41,13 @@ def _amount(text: str) -> Decimal | None:
         return None
 
 
-def company_name(text: str) -> str:
-    """A name as printed: OCR drops the spaces of large type (`KesslerLogistikAG`), so a capital
-    after a small letter starts a word again, except inside the legal form `GmbH`."""
-    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text.strip())
-    return re.sub(r"\bGmb H\b", "GmbH", spaced)
 
 
-def iban_valid(iban: str) -> bool:
-    """ISO 13616 check digits: the rearranged IBAN, letters as numbers, is 1 modulo 97."""
-    if not re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{8,30}", iban):
-        return False
-    return int("".join(str(int(c, 36)) for c in iban[4:] + iban[:4])) % 97 == 1
 
 
-def extract(ocr: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str], str]:
-    """The invoice in an OCR result: (the fields, the low-confidence ones, why not when unreadable)."""
+def extract(ocr: dict[str, Any], checked: bool = True) -> tuple[dict[str, Any] | None, list[str], str]:
+    """The invoice in an OCR result: (the fields, the low-confidence ones, why not when unreadable).
+    `checked=False`: the fields as read, before the cross-checks (which `extract_invoice` makes)."""
     lines = [(str(line["text"]).strip(), float(line.get("confidence", 1.0))) for line in ocr.get("lines", [])]
     found: dict[str, Any] = {}
     low: list[str] = []
@@ -83,6 +75,8 @@ def extract(ocr: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str], str]
                 found[name] = m.group(1)
             if confidence < LOW_CONFIDENCE:
                 low.append(name)
+    if not checked:
+        return {k: _text(v) if isinstance(v, Decimal) else v for k, v in found.items()}, low, ""
     missing = [f for f in REQUIRED if f not in found]
     if missing or "supplier" not in found:
         return None, low, f"no {', '.join(missing or ['supplier'])} could be read"
@@ -116,52 +110,56 @@ def _conversation(messages: list[dict]) -> list[tuple[str, dict, Any]]:
     return calls
 
 
+def reading(ref: str, ocr: dict[str, Any]) -> dict[str, Any]:
+    """The `extract_invoice` arguments the rules read in one document's OCR result (fields as
+    printed, null where a rule finds none): the tool then checks them against the text."""
+    invoice, _, _ = extract(ocr, checked=False)
+    fields = ("supplier", "invoice_number", "issue_date", "due_date", "currency", "net", "tax", "total", "iban", "po_number")
+    return {"document": ref, **{f: (invoice or {}).get(f) for f in fields}}
+
+
 def respond(body: dict[str, Any]) -> Reply:
     messages = body["messages"]
     request = json.loads(next(m["content"] for m in messages if m["role"] == "user"))
     calls = _conversation(messages)
     ocr = {args.get("document"): result for name, args, result in calls if name == "ocr_document"}
-    todo = [ref for ref in request["invoices"] if ref not in ocr]
-    if todo:
-        return Reply.tools(*[("ocr_document", {"document": ref}) for ref in dict.fromkeys(todo)])
+    read = {args.get("document"): result for name, args, result in calls if name == "extract_invoice"}
+    for ref in dict.fromkeys(request["invoices"]):  # each invoice read, then extracted, in turn
+        if ref not in ocr:
+            return Reply.tool("ocr_document", {"document": ref})
+        if ref not in read and ocr[ref] and "error" not in ocr[ref]:
+            return Reply.tool("extract_invoice", reading(ref, ocr[ref]))
     statement = next((result for name, _, result in calls if name == "read_statement"), None)
     if statement is None:
         return Reply.tool("read_statement", {"document": request["statement"]})
-
-    invoices, exceptions = [], []
-    for ref in request["invoices"]:
-        result = ocr[ref]
-        if not result or "error" in result:
-            exceptions.append({"invoice_number": None, "document": ref, "kind": "unreadable",
-                               "reason": f"OCR failed: {(result or {}).get('error', 'no result')}"})  # fmt: skip
-            continue
-        invoice, low, why = extract(result)
-        if invoice is None:
-            exceptions.append({"invoice_number": None, "document": ref, "kind": "unreadable", "reason": why})
-            continue
-        invoices.append((ref, invoice))
-        if low:
-            exceptions.append({"invoice_number": invoice["invoice_number"], "document": ref, "kind": "low_confidence",
-                               "reason": f"not certain of: {', '.join(low)}"})  # fmt: skip
-    transactions = statement.get("transactions", []) if "error" not in statement else []
-
     matching = next((result for name, _, result in calls if name == "match_transactions"), None)
-    if matching is None and invoices:
-        return Reply.tool("match_transactions", {"invoices": [inv for _, inv in invoices], "transactions": transactions})
-    matching = matching if matching and "error" not in matching else {"matches": [], "ambiguous": [], "unmatched_invoices": [inv["invoice_number"] for _, inv in invoices], "unmatched_transactions": [t["transaction_id"] for t in transactions]}
+    if matching is None:
+        return Reply.tool("match_transactions", {"statement": request["statement"]})
+    matching = matching if "error" not in matching else {"matches": [], "ambiguous": [], "unmatched_invoices": [], "unmatched_transactions": []}
     matches = matching.get("matches", [])
-
     posting = next((result for name, _, result in calls if name == "post_reconciliation"), None)
-    if matches and posting is None:
+    if posting is None:
         total = sum(Decimal(str(m["amount"])) for m in matches)
         return Reply.tool("post_reconciliation", {
             "matches": matches, "statement": request["statement"], "total": f"{total:.2f}",
-            "lowest_score": min(m["score"] for m in matches),
+            "lowest_score": min((m["score"] for m in matches), default=1.0),
         })  # fmt: skip
+    invoices, exceptions = [], []
+    for ref in request["invoices"]:
+        result = read.get(ref) or ocr.get(ref) or {}
+        if "error" in result or not result.get("invoice"):
+            why = f"OCR failed: {result['error']}" if "error" in result else result.get("unreadable") or "not read"
+            exceptions.append({"invoice_number": None, "document": ref, "kind": "unreadable", "reason": why})
+            continue
+        invoice = result["invoice"]
+        invoices.append((ref, invoice))
+        if invoice["low_confidence_fields"]:
+            exceptions.append({"invoice_number": invoice["invoice_number"], "document": ref, "kind": "low_confidence",
+                               "reason": f"not certain of: {', '.join(invoice['low_confidence_fields'])}"})  # fmt: skip
     return Reply.text(answer(invoices, exceptions, matching, posting))
 
 
-def answer(invoices: list[tuple[str, dict]], exceptions: list[dict], matching: dict, posting: dict | None) -> dict:
+def answer(invoices: list[tuple[str, dict]], exceptions: list[dict], matching: dict, posting: dict) -> dict:
     by_number = {inv["invoice_number"]: inv for _, inv in invoices}
     matched = [
         {"invoice_number": m["invoice_number"], "transaction_reference": m["transaction_id"], "amount": float(m["amount"]),
@@ -173,16 +171,17 @@ def answer(invoices: list[tuple[str, dict]], exceptions: list[dict], matching: d
         exceptions.append({"invoice_number": a["invoice_number"], "kind": "ambiguous", "reason": f"payments that fit about equally: {refs}"})
     for number in matching.get("unmatched_invoices", []):
         exceptions.append({"invoice_number": number, "kind": "unmatched_invoice", "reason": "no payment on this statement fits it"})
-    posted = posting is not None and "error" not in posting
+    posted = "error" not in posting and posting.get("batch_id") is not None
     if matched and not posted:
-        why = (posting or {}).get("reason") or (posting or {}).get("error") or "not posted"
+        why = posting.get("reason") or posting.get("error") or "not posted"
         exceptions.append({"invoice_number": None, "kind": "not_posted", "reason": f"the matched pairs were not posted: {why}"[:300]})
-    invoice_total = sum(Decimal(inv["total"]) for _, inv in invoices)
-    matched_total = sum(Decimal(inv["total"]) for _, inv in invoices if inv["invoice_number"] in {m["invoice_number"] for m in matched})
+    invoice_total = sum(Decimal(str(inv["total"])) for _, inv in invoices)
+    matched_total = sum(Decimal(str(inv["total"])) for _, inv in invoices if inv["invoice_number"] in {m["invoice_number"] for m in matched})
     currencies = sorted({inv["currency"] for _, inv in invoices}) or ["EUR"]
+    keep = ("supplier", "invoice_number", "issue_date", "due_date", "currency", "iban", "po_number", "low_confidence_fields")
     return {
         "currency": currencies[0],
-        "invoices": [{"document": ref, **{k: v for k, v in inv.items() if k not in ("net", "tax")}, "total": float(inv["total"])} for ref, inv in invoices],
+        "invoices": [{"document": ref, **{k: inv.get(k) for k in keep}, "total": float(inv["total"])} for ref, inv in invoices],
         "matched": matched,
         "exceptions": exceptions,
         "unmatched_transactions": matching.get("unmatched_transactions", []),

@@ -46,9 +46,38 @@ MODEL_RETRY = RetryPolicy(
 
 
 def next_required(st: AgentState) -> str | None:
-    """The first required tool not yet called to a conclusion (ran, denied or failed)."""
-    done = {r.tool for r in st.carry.tool_calls if r.outcome in (ToolOutcome.OK, ToolOutcome.DENIED, ToolOutcome.FAILED)}
-    return next((t for t in st.spec.required_tools if t not in done), None)
+    """The first required tool not yet called to a conclusion (ran, denied or failed) as often as
+    the procedure asks: once, or once per input item (`required_per_item`)."""
+    concluded = [r.tool for r in st.carry.tool_calls if r.outcome in (ToolOutcome.OK, ToolOutcome.DENIED, ToolOutcome.FAILED)]
+    if not st.spec.required_per_item:  # the procedure as runs recorded before per-item steps follow it
+        return next((t for t in st.spec.required_tools if t not in concluded), None)
+    asked: dict[str, int] = {}
+    for tool in procedure(st):
+        asked[tool] = asked.get(tool, 0) + 1
+        if asked[tool] > concluded.count(tool):
+            return tool
+    return None
+
+
+def procedure(st: AgentState) -> list[str]:
+    """The required calls in order, per-item tools repeated item by item (consecutive ones interleaved)."""
+    spec, given = st.spec, (st.inp.input if st.inp is not None else {})
+    steps: list[str] = []
+    tools = spec.required_tools
+    i = 0
+    while i < len(tools):
+        field = spec.required_per_item.get(tools[i])
+        if field is None:
+            steps.append(tools[i])
+            i += 1
+            continue
+        group = [tools[i]]
+        while i + len(group) < len(tools) and spec.required_per_item.get(tools[i + len(group)]) == field:
+            group.append(tools[i + len(group)])
+        items = given.get(field) if isinstance(given, dict) else None
+        steps.extend(group * len(items if isinstance(items, list) else []))
+        i += len(group)
+    return steps
 
 
 async def call_model(st: AgentState, transcript_id: str, offered: list[str]) -> ModelCallResult:

@@ -35,6 +35,7 @@ ROOT = AGENT.parents[1]
 sys.path.insert(0, str(ROOT))
 
 from activities.tools.finance.declarations import Invoice, Transaction  # noqa: E402
+from activities.tools.finance.extraction import iban_valid  # noqa: E402
 from activities.tools.finance.matching import match  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("finance_render", ROOT / "activities/tools/finance/samples/render.py")
@@ -140,10 +141,6 @@ def compact(iban: str) -> str:
     return iban.replace(" ", "").upper()
 
 
-def iban_valid(iban: str) -> bool:
-    s = compact(iban)
-    digits = "".join(str(int(c, 36)) for c in s[4:] + s[:4])
-    return int(digits) % 97 == 1
 
 
 def invoice_data(row: tuple) -> dict:
@@ -298,10 +295,11 @@ def main() -> None:
         case_input = {"invoices": [refs[inv["stem"]] for inv, _ in plan], "statement": statement}
         inputs[case_id] = case_input
         out = expected(case_id, plan, txs)
-        tools = [{"name": "ocr_document", "args": {"document": r}} for r in case_input["invoices"]]
-        tools += [{"name": "read_statement", "args": {"document": statement}}, {"name": "match_transactions"}]
-        if out["batch_id"]["present"]:
-            tools.append({"name": "post_reconciliation", "args": {"statement": statement}})
+        # The agent's procedure: each invoice read and extracted in turn, the statement read, the
+        # matcher run, the posting made (an empty one when nothing matched).
+        tools = [{"name": t, "args": {"document": r}} for r in case_input["invoices"] for t in ("ocr_document", "extract_invoice")]
+        tools += [{"name": "read_statement", "args": {"document": statement}}, {"name": "match_transactions", "args": {"statement": statement}}]
+        tools.append({"name": "post_reconciliation", "args": {"statement": statement}})
         note = "; ".join(f"{inv['file']} ({inv['look'] and next(k for k, v in LOOKS.items() if v is inv['look'])}, {inv['quirk'] or 'as printed'}): {how}" for inv, how in plan)
         cases.append((f"{note}; statement {name}", {"id": case_id, "input": case_input, "expect": {"output": out, "tools": tools}}))
     header = (
