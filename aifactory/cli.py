@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -395,6 +396,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(Exception):
+    """The command was sent SIGTERM and unwound (its servers stopped, its runs settled)."""
+
+
+def _run_until_done_or_terminated(coro):
+    """`asyncio.run`, with SIGTERM cancelling the command as Ctrl-C does, so what it started (a model
+    server, an evaluation's runs) is stopped by its own clean-up instead of left running."""
+
+    async def command():
+        task = asyncio.current_task()
+        assert task is not None
+        terminated = []
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: (terminated.append(True), task.cancel()))
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if terminated:
+                raise Terminated() from None
+            raise
+
+    return asyncio.run(command())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command and return its exit code (see the module docstring).
 
@@ -424,12 +449,15 @@ def _run(args: argparse.Namespace) -> int:
         audit_cli.normalise(args)
         result = handlers[args.command](args, settings)
         if asyncio.iscoroutine(result):
-            result = asyncio.run(result)
+            result = _run_until_done_or_terminated(result)
         sys.stdout.flush()  # a reader that went away shows here, not as an error at exit
         return int(result or 0)
     except FactoryError as e:  # every clear refusal, from any floor, is one (`aifactory.errors`)
         print(f"aifactory {args.command}: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"aifactory {args.command}: stopped (SIGTERM)", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # before ConnectionError, its base class: the reader left, not the server
         _discard_stdout()
         return 141

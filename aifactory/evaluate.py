@@ -17,6 +17,7 @@ baseline: a change to any of those ships only after `aifactory eval AGENT --acce
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -201,13 +202,19 @@ async def evaluate(
             started = time.monotonic()
             run = await factory.start_run(agent, case.input, tenant="eval", run_key=f"{case.id}-{stamp}", requester="eval")
             waiter = asyncio.ensure_future(run.result())
-            while not waiter.done():  # approvals: given as the demo gives them
-                await asyncio.wait({waiter}, timeout=0.5)
-                if not waiter.done():
-                    status = await run.status()
-                    approver = first_approver(status.approval, directory) if status.approval is not None else None
-                    if approver is not None:
-                        await factory.decide(run.workflow_id, approver, "approve", note="evaluation")
+            try:
+                while not waiter.done():  # approvals: given as the demo gives them
+                    await asyncio.wait({waiter}, timeout=0.5)
+                    if not waiter.done():
+                        status = await run.status()
+                        approver = first_approver(status.approval, directory) if status.approval is not None else None
+                        if approver is not None:
+                            await factory.decide(run.workflow_id, approver, "approve", note="evaluation")
+            except asyncio.CancelledError:  # interrupted: an evaluation's run never outlives it
+                waiter.cancel()
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(run.handle.terminate("the evaluation that started this run was interrupted"))
+                raise
             latency = time.monotonic() - started
             try:
                 result = waiter.result()

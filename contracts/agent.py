@@ -162,6 +162,11 @@ class AgentSpec(_Strict):
     (for example `{ocr_document: invoices}`: one call per invoice document). Consecutive required
     tools that name the same field are asked for item by item (`ocr`, `extract` for the first
     invoice, then for the second, ...). A tool not named here is required once."""
+    answer_tool: str | None = None
+    """A tool whose result is the run's final answer: when a call of it succeeds and its result
+    validates against `output_schema`, the run completes with it and the model writes no answer
+    (for answers that are bookkeeping over tool results, which a small model copies badly).
+    Otherwise the model answers as usual."""
     step_limit: int = Field(ge=1, le=1000)
     """Maximum model turns in one run; stops reasoning loops."""
     cost_limit_usd: float = Field(ge=0)

@@ -10,12 +10,12 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.tools.families import installed_families
 from activities.tools.finance.activities import FinanceActivities
-from activities.tools.finance.declarations import Direction, Invoice, MatchTransactionsArgs, Transaction
+from activities.tools.finance.declarations import Direction, ExtractedInvoice, Invoice, MatchTransactionsArgs, Transaction
 from activities.tools.finance.matching import match, name_similarity
 from activities.tools.finance.statements import parse_statement
 from contracts.catalog import CATALOG
 from contracts.tools import DataClass, SideEffect
-from tests.support.finance import SAMPLES, ctx, sample_invoices
+from tests.support.finance import SAMPLES, ctx, sample_invoices, store_with
 from tests.support.harness import REPO
 from tests.test_determinism import problems_in
 
@@ -100,10 +100,16 @@ def test_names_compare_without_case_punctuation_or_legal_form():
     assert name_similarity("Acme Tools GmbH", "Globex Corporation") < 0.6
 
 
-async def test_the_tool_runs_the_same_matcher():
-    args = MatchTransactionsArgs(statement=None, invoices=list(sample_invoices().values()), transactions=STATEMENT)
-    result = await ActivityEnvironment().run(FinanceActivities("sqlite://").match_transactions, ctx(), args)
-    assert result == match(args.invoices, args.transactions)
+async def test_the_tool_matches_the_runs_extractions_against_the_statement_by_reference(tmp_path):
+    store, refs = store_with(tmp_path, "statement.camt053.xml")
+    tools = FinanceActivities(f"sqlite:///{tmp_path}/f.db", store=store)
+    invoices = list(sample_invoices().values())
+    for n, inv in enumerate(invoices):  # as extract_invoice keeps them for the run
+        tools._keep(ctx(), ExtractedInvoice(document="doc:sha256:" + f"{n:064x}", invoice=inv))
+    tools._keep(ctx(tenant="other"), ExtractedInvoice(document="doc:sha256:" + "f" * 64, invoice=invoice("X-9", "1.00")))
+    args = MatchTransactionsArgs(statement=refs["statement.camt053.xml"])
+    result = await ActivityEnvironment().run(tools.match_transactions, ctx(), args)
+    assert result == match(invoices, STATEMENT) and result.matches  # another tenant's extraction is not this run's
 
 
 def test_the_matcher_is_workflow_safe():
@@ -118,8 +124,9 @@ def test_the_family_is_installed_with_namespaced_tools_and_declared_effects():
         "read_statement": "tool.finance.read_statement",
         "match_transactions": "tool.finance.match_transactions",
         "post_reconciliation": "tool.finance.post_reconciliation",
+        "report_reconciliation": "tool.finance.report_reconciliation",
     }
-    effects = {name: CATALOG[name].meta.side_effect for name in ("ocr_document", "extract_invoice", "read_statement", "match_transactions")}
+    effects = {name: CATALOG[name].meta.side_effect for name in ("ocr_document", "extract_invoice", "read_statement", "match_transactions", "report_reconciliation")}
     assert set(effects.values()) == {SideEffect.READ}
     post = CATALOG["post_reconciliation"].meta
     assert post.side_effect is SideEffect.WRITE and post.needs_idempotency_key and DataClass.FINANCIAL in post.data_classes

@@ -36,8 +36,10 @@ def fingerprint(release: AgentRelease) -> str:
         "output_schema": spec.output_schema,
         "tools": tools,
     }
-    if spec.required_per_item:  # only where set, so agents without per-item steps keep their fingerprint
+    if spec.required_per_item:  # only where set, so agents without them keep their fingerprint
         material["required_per_item"] = spec.required_per_item
+    if spec.answer_tool:
+        material["answer_tool"] = spec.answer_tool
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
@@ -82,6 +84,8 @@ def check_agent(agent: LoadedAgent, *, evaluation_gate: bool = True, policies: P
     for tool in spec.required_tools:
         if tool not in spec.tools:
             problems.append(Problem(spec_file, "required_tools", f"{tool!r} must also be listed in tools"))
+    if spec.answer_tool is not None and spec.answer_tool not in spec.tools:
+        problems.append(Problem(spec_file, "answer_tool", f"{spec.answer_tool!r} must also be listed in tools"))
     if len(set(spec.tools)) != len(spec.tools):
         problems.append(Problem(spec_file, "tools", "each tool is listed once"))
     if spec.clear_payloads:

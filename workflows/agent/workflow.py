@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.schema import parse_json_answer, schema_problems
     from contracts.wire import AGENT_SIGNALS, AGENT_UPDATES, Query, Signal, Update, Workflow
 
+from .answer import answer_from_tool
 from .breakers import check_step_breakers
 from .decisions import decide, read_one, read_order, refuse_message
 from .envelope import take_budget_decision
@@ -153,18 +154,25 @@ class AgentWorkflow:
             if reply.tool_calls:
                 for index, call in enumerate(reply.tool_calls):
                     await run_tool(st, call.id, call.name, call.arguments, index, tools)
+                answer = answer_from_tool(st, reply.tool_calls)
+                if answer is not None:
+                    return await _complete(st, answer)
                 continue
             answer, problem = parse_json_answer(reply.content)
             if problem is None:
                 bad = schema_problems(spec.output_schema, answer)
                 problem = "; ".join(bad) if bad else None
             if problem is None:
-                st.set_state(RunState.COMPLETED, "nothing")
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                return _result(st, answer)
+                return await _complete(st, answer)
             _repair(st, problem)
         st.set_state(RunState.FAILED, "nothing")
         raise st.fail(f"run reached the step limit of {spec.step_limit} without a final answer", E.STEP_LIMIT_EXCEEDED)
+
+
+async def _complete(st: AgentState, answer: Any) -> AgentRunResult:
+    st.set_state(RunState.COMPLETED, "nothing")
+    await workflow.wait_condition(workflow.all_handlers_finished)
+    return _result(st, answer)
 
 
 def _repair(st: AgentState, problem: str) -> None:

@@ -4,8 +4,8 @@ Not workflow-safe (files, SQL, OCR). `ocr_document` and `read_statement` read
 stored documents by reference (documents are content-addressed, so an OCR result
 is kept per document and read once); `extract_invoice` checks the model's reading
 of a document against its OCR text (`extraction`) and keeps it for the run, so
-`match_transactions` can take the run's invoices and a statement by reference
-instead of as arguments the model retypes; `match_transactions` runs the pure
+`match_transactions` takes the run's invoices and the statement by reference
+instead of as arguments a model would retype; `match_transactions` runs the pure
 matcher (`matching`); `post_reconciliation` writes the ledger, one batch per
 idempotency key: a retried or repeated call returns the batch the first call posted.
 
@@ -31,13 +31,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db import engine_for
-from activities.tools.finance import extraction, matching
+from activities.tools.finance import extraction, matching, report
 from activities.tools.finance.declarations import (
     EXTRACT_INVOICE,
     MATCH_TRANSACTIONS,
     OCR_DOCUMENT,
     POST_RECONCILIATION,
     READ_STATEMENT,
+    REPORT_RECONCILIATION,
     ExtractedInvoice,
     ExtractInvoiceArgs,
     Invoice,
@@ -49,7 +50,10 @@ from activities.tools.finance.declarations import (
     PostReconciliationArgs,
     ReadStatementArgs,
     ReconciliationRecord,
+    ReconciliationReport,
+    ReportReconciliationArgs,
     Statement,
+    StatementFormat,
 )
 from activities.tools.finance.documents import DocumentStore, open_or_refuse
 from activities.tools.finance.ocr import DEFAULT_MAX_PAGES, read_document
@@ -116,8 +120,12 @@ class ReconciliationBatch(SQLModel, table=True):
 
 def batch_key(tenant: str, args: PostReconciliationArgs) -> str:
     """The idempotency key of a posting: the same tenant, statement and pairs give the same key."""
-    pairs = sorted((m.invoice_number, m.transaction_id) for m in args.matches)
-    canonical = json.dumps([tenant, args.statement, pairs], separators=(",", ":"))
+    return pairs_key(tenant, args.statement, args.matches)
+
+
+def pairs_key(tenant: str, statement: str, matches: list) -> str:
+    pairs = sorted((m.invoice_number, m.transaction_id) for m in matches)
+    canonical = json.dumps([tenant, statement, pairs], separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -175,27 +183,53 @@ class FinanceActivities:
         return await asyncio.to_thread(self._extract, ctx, args)
 
     def _extract(self, ctx: ToolContext, args: ExtractInvoiceArgs) -> ExtractedInvoice:
-        result = extraction.check(args, self._ocr(args.document))
+        try:
+            result = extraction.check(args, self._ocr(args.document))
+        except ApplicationError as e:  # unreadable: kept for the report, then refused as OCR refused it
+            self._keep(ctx, ExtractedInvoice(document=args.document, invoice=None, unreadable=f"OCR failed: {e.message}"))
+            raise
+        self._keep(ctx, result)
+        return result
+
+    def _keep(self, ctx: ToolContext, result: ExtractedInvoice) -> None:
+        """Keep a run's reading of a document (a second reading of it replaces the first)."""
         with Session(engine_for(self._db_url)) as s:
             row = s.exec(
                 select(ExtractionRecord).where(
-                    ExtractionRecord.tenant == ctx.tenant, ExtractionRecord.run_id == ctx.run_id, ExtractionRecord.document == args.document
+                    ExtractionRecord.tenant == ctx.tenant, ExtractionRecord.run_id == ctx.run_id, ExtractionRecord.document == result.document
                 )
             ).first()
-            row = row or ExtractionRecord(tenant=ctx.tenant, run_id=ctx.run_id, document=args.document, result="")
+            row = row or ExtractionRecord(tenant=ctx.tenant, run_id=ctx.run_id, document=result.document, result="")
             row.result = result.model_dump_json()
             s.add(row)
             s.commit()
-        return result
 
-    def _extracted(self, ctx: ToolContext) -> list[Invoice]:
-        """The invoices this run extracted, in the order it read them (unreadable ones left out)."""
+    def _readings(self, ctx: ToolContext) -> list[ExtractedInvoice]:
+        """What this run extracted, document by document, in the order it read them."""
         with Session(engine_for(self._db_url)) as s:
             rows = s.exec(
                 select(ExtractionRecord).where(ExtractionRecord.tenant == ctx.tenant, ExtractionRecord.run_id == ctx.run_id).order_by(ExtractionRecord.id)
             ).all()
-        found = [ExtractedInvoice.model_validate_json(r.result).invoice for r in rows]
-        return [inv for inv in found if inv is not None]
+        return [ExtractedInvoice.model_validate_json(r.result) for r in rows]
+
+    def _extracted(self, ctx: ToolContext) -> list[Invoice]:
+        """The invoices this run extracted (unreadable documents left out)."""
+        return [e.invoice for e in self._readings(ctx) if e.invoice is not None]
+
+    @activity.defn(name=REPORT_RECONCILIATION.activity_name)
+    async def report_reconciliation(self, ctx: ToolContext, args: ReportReconciliationArgs) -> ReconciliationReport:
+        return await asyncio.to_thread(self._report, ctx, args)
+
+    def _report(self, ctx: ToolContext, args: ReportReconciliationArgs) -> ReconciliationReport:
+        readings = self._readings(ctx)
+        invoices = [e.invoice for e in readings if e.invoice is not None]
+        transactions = self._read_statement(ReadStatementArgs(document=args.statement)).transactions
+        pairs = matching.match(invoices, transactions) if invoices else MatchResult(
+            matches=[], ambiguous=[], unmatched_invoices=[], unmatched_transactions=[t.transaction_id for t in transactions]
+        )  # fmt: skip
+        # The batch that posts exactly these pairs (by its key: posted once, by whichever run came first).
+        posted = self._batch(engine_for(self._db_url), pairs_key(ctx.tenant, args.statement, pairs.matches)) if pairs.matches else None
+        return report.compose(readings, pairs, posted.batch_id if posted else None)
 
     @activity.defn(name=READ_STATEMENT.activity_name)
     async def read_statement(self, ctx: ToolContext, args: ReadStatementArgs) -> Statement:
@@ -204,7 +238,7 @@ class FinanceActivities:
     def _read_statement(self, args: ReadStatementArgs) -> Statement:
         doc = open_or_refuse(self.store, args.document)
         try:
-            return parse_statement(doc.data, doc.ref, args.format)
+            return parse_statement(doc.data, doc.ref, StatementFormat.AUTO)
         except StatementError as e:
             raise malformed(doc.ref, str(e)) from None
 
@@ -214,12 +248,10 @@ class FinanceActivities:
         return await asyncio.to_thread(self._match, ctx, args)
 
     def _match(self, ctx: ToolContext, args: MatchTransactionsArgs) -> MatchResult:
-        invoices = args.invoices or self._extracted(ctx)
+        invoices = self._extracted(ctx)
         if not invoices:
-            raise ApplicationError("invoices: none given, and this run extracted none (call extract_invoice first)", type=TOOL_FAILED, non_retryable=True)
-        transactions = list(args.transactions)
-        if args.statement is not None:
-            transactions += self._read_statement(ReadStatementArgs(document=args.statement)).transactions
+            raise ApplicationError("this run extracted no readable invoice: call extract_invoice first", type=TOOL_FAILED, non_retryable=True)
+        transactions = self._read_statement(ReadStatementArgs(document=args.statement)).transactions
         return matching.match(invoices, transactions, args.date_window_days)
 
     @activity.defn(name=POST_RECONCILIATION.activity_name)
@@ -287,4 +319,4 @@ class FinanceActivities:
         )
 
     def activities(self) -> list:
-        return [self.ocr_document, self.read_statement, self.extract_invoice, self.match_transactions, self.post_reconciliation]
+        return [self.ocr_document, self.read_statement, self.extract_invoice, self.match_transactions, self.post_reconciliation, self.report_reconciliation]

@@ -295,11 +295,12 @@ def main() -> None:
         case_input = {"invoices": [refs[inv["stem"]] for inv, _ in plan], "statement": statement}
         inputs[case_id] = case_input
         out = expected(case_id, plan, txs)
-        # The agent's procedure: each invoice read and extracted in turn, the statement read, the
-        # matcher run, the posting made (an empty one when nothing matched).
+        # The agent's procedure: each invoice read and extracted in turn, the matcher run over the
+        # statement, the posting made (an empty one when nothing matched), the report that is the answer.
         tools = [{"name": t, "args": {"document": r}} for r in case_input["invoices"] for t in ("ocr_document", "extract_invoice")]
-        tools += [{"name": "read_statement", "args": {"document": statement}}, {"name": "match_transactions", "args": {"statement": statement}}]
+        tools += [{"name": "match_transactions", "args": {"statement": statement}}]
         tools.append({"name": "post_reconciliation", "args": {"statement": statement}})
+        tools.append({"name": "report_reconciliation", "args": {"statement": statement}})
         note = "; ".join(f"{inv['file']} ({inv['look'] and next(k for k, v in LOOKS.items() if v is inv['look'])}, {inv['quirk'] or 'as printed'}): {how}" for inv, how in plan)
         cases.append((f"{note}; statement {name}", {"id": case_id, "input": case_input, "expect": {"output": out, "tools": tools}}))
     header = (
