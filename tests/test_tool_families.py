@@ -90,3 +90,34 @@ async def test_an_installed_family_runs_end_to_end_under_its_namespaced_name(cli
     assert [t["function"]["name"] for t in model.requests[0].body["tools"]] == ["forecast"]
     tool_messages = [m for m in model.requests[1].body["messages"] if m["role"] == "tool"]
     assert json.loads(tool_messages[-1]["content"]) == {"city": "Lisbon", "summary": "light rain, 17 C"}
+
+
+FORECAST_ANSWER = {
+    "type": "object", "required": ["city", "summary"], "additionalProperties": False,
+    "properties": {"city": {"type": "string"}, "summary": {"type": "string"}},
+}  # fmt: skip
+
+
+async def test_an_answer_tool_result_is_the_answer_and_the_model_writes_none(client, db_url, tmp_path, weather_family):
+    policy_root = write_policy(tmp_path / "pol", "weather", ALLOW_FORECASTS, [("it-desk-leads", "PT15M")])
+    model = ScriptedModel(Turns([Reply.tool("forecast", {"city": "Lisbon"})]))  # no answer scripted: none is asked for
+    async with factory_with(client, db_url, model, policy_root=policy_root) as f:
+        weather_family.seed(db_url, [{"city": "Lisbon", "summary": "light rain, 17 C"}])
+        run = await f.start(
+            QUESTION, tools=["forecast"], required_tools=["forecast"], answer_tool="forecast", output_schema=FORECAST_ANSWER, policy="weather",
+        )  # fmt: skip
+        result = await run.result()
+        await replay(run.handle)
+    assert result.output == {"city": "Lisbon", "summary": "light rain, 17 C"}
+    assert len(model.requests) == 1 and result.steps == 1
+
+
+async def test_an_answer_tool_result_that_is_not_a_valid_answer_leaves_the_answer_to_the_model(client, db_url, tmp_path, weather_family):
+    policy_root = write_policy(tmp_path / "pol", "weather", ALLOW_FORECASTS, [("it-desk-leads", "PT15M")])
+    model = ScriptedModel(Turns([Reply.tool("forecast", {"city": "Lisbon"}), Reply.text(FINAL)]))
+    async with factory_with(client, db_url, model, policy_root=policy_root) as f:
+        weather_family.seed(db_url, [{"city": "Lisbon", "summary": "light rain, 17 C"}])
+        run = await f.start(QUESTION, tools=["forecast"], required_tools=["forecast"], answer_tool="forecast", policy="weather")
+        result = await run.result()  # the triage schema: a forecast is not a valid answer to it
+        await replay(run.handle)
+    assert result.output == FINAL and len(model.requests) == 2
