@@ -1,5 +1,6 @@
 """The finance-reconciliation agent end to end on the scripted model: the demo on the dev server
-prints its pairs and exceptions, its evaluation gives the figures its baseline records, its bundle
+prints its pairs and exceptions, its scripted evaluation gives the figures the README reports and
+passes the gate against the accepted baseline, its bundle
 sends postings to a finance controller, and `aifactory check` admits it.
 
 The agent folder is copied to a temporary agents folder with a fresh task queue; its documents go
@@ -29,10 +30,12 @@ from workers.worker import WorkerParts, build_worker
 
 NAME = "finance-reconciliation"
 BASELINE = json.loads((AGENTS / NAME / "eval" / "baseline.json").read_text())
-FIGURES = (
-    "cases", "accuracy", "extraction_precision", "extraction_recall", "extraction_total_accuracy", "extraction_iban_accuracy",
-    "match_precision", "match_recall", "exception_precision", "exception_recall", "tool_call_accuracy", "failed_runs",
-)  # fmt: skip
+# The scripted stand-in's figures, as the README reports them (the accepted baseline is the local model's).
+SCRIPTED = {
+    "cases": 32, "accuracy": 0.9062, "extraction_precision": 0.9412, "extraction_recall": 0.9412, "extraction_total_accuracy": 0.9412,
+    "extraction_iban_accuracy": 0.9412, "match_precision": 0.9474, "match_recall": 0.9474, "exception_precision": 0.9474,
+    "exception_recall": 0.9474, "tool_call_accuracy": 1.0, "failed_runs": 0,
+}  # fmt: skip
 # The one OCR misreading the set holds: the low-contrast scan's `FI/2024/0419` read as `F1/2024/0419`.
 MISSES = {"ferrari-exact-low-contrast", "exact-and-missing", "none-paid"}
 
@@ -77,7 +80,7 @@ def test_check_admits_the_agent(capsys):
     assert f"ok: {NAME}" in capsys.readouterr().out
 
 
-async def test_the_scripted_evaluation_gives_the_baselines_figures(client, db_url, tmp_path, documents):
+async def test_the_scripted_evaluation_gives_the_scripted_figures_and_passes_the_gate(client, db_url, tmp_path, documents):
     queue = f"tq-finance-{uuid.uuid4().hex[:8]}"
     agents = agent_copy(tmp_path, queue)
     assert seed_agents(agents, db_url) == len(json.loads((agents / NAME / "seed" / "finance.json").read_text()))
@@ -92,7 +95,7 @@ async def test_the_scripted_evaluation_gives_the_baselines_figures(client, db_ur
             factory = FactoryClient(client, agents, releases=releases, signer=people_signer(), evaluation_gate=False)
             report = await evaluate(factory, NAME, cases, "scripted", concurrency=4, say=lambda m: None)
     summary = report.summary()
-    assert {k: summary[k] for k in FIGURES} == {k: BASELINE[k] for k in FIGURES}
+    assert {k: summary[k] for k in SCRIPTED} == SCRIPTED
     assert summary["match_precision"] >= 0.9 and summary["match_recall"] >= 0.9 and summary["tool_call_accuracy"] == 1.0
     assert {c.id for c in report.cases if not c.ok} == MISSES
     assert report.passed(cases, BASELINE)
