@@ -12,7 +12,7 @@ from contracts.agent import AgentSpec, PinnedRelease
 from contracts.run import AgentRunInput
 from contracts.tools import ToolCallRecord, ToolOutcome
 from tests.support.harness import AGENTS
-from workflows.agent.model import next_required, procedure
+from workflows.agent.model import item_hint, next_required, next_step, procedure
 from workflows.agent.state import AgentState
 
 FINANCE = load_agent(AGENTS / "finance-reconciliation").release.spec
@@ -33,11 +33,11 @@ def called(st: AgentState, tool: str, outcome: ToolOutcome = ToolOutcome.OK) -> 
 def test_per_item_tools_are_asked_for_item_by_item_then_the_rest_once():
     st = state(FINANCE, {"invoices": DOCS[:2], "statement": DOCS[2]})
     assert procedure(st) == [
-        "ocr_document", "extract_invoice", "ocr_document", "extract_invoice", "read_statement", "match_transactions", "post_reconciliation",
+        "ocr_document", "extract_invoice", "ocr_document", "extract_invoice", "match_transactions", "post_reconciliation",
         "report_reconciliation",
     ]  # fmt: skip
     asked = []
-    for _ in range(8):
+    for _ in range(7):
         tool = next_required(st)
         asked.append(tool)
         called(st, tool, ToolOutcome.FAILED if tool == "ocr_document" and len(asked) == 1 else ToolOutcome.OK)
@@ -54,7 +54,18 @@ def test_a_call_with_invalid_arguments_is_asked_for_again():
 
 def test_a_per_item_tool_must_be_required_and_name_an_array_of_the_input():
     data = FINANCE.model_dump()
-    with pytest.raises(ValidationError, match="'read_statement' names 'statement', which must be an array property"):
-        AgentSpec.model_validate({**data, "required_per_item": {"read_statement": "statement"}})
+    with pytest.raises(ValidationError, match="'match_transactions' names 'statement', which must be an array property"):
+        AgentSpec.model_validate({**data, "required_per_item": {"match_transactions": "statement"}})
     with pytest.raises(ValidationError, match="must also be listed in required_tools"):
         AgentSpec.model_validate({**data, "required_tools": ["ocr_document"], "required_per_item": {"extract_invoice": "invoices"}})
+
+
+def test_a_per_item_step_names_its_item():
+    st = state(FINANCE, {"invoices": DOCS[:2], "statement": DOCS[2]})
+    for tool in ("ocr_document", "extract_invoice"):
+        called(st, tool)
+    assert next_step(st) == ("ocr_document", 1)
+    assert item_hint(st, "ocr_document", 1).content == f'Next: `ocr_document` for invoices item 2 of 2: "{DOCS[1]}"'
+    for tool in ("ocr_document", "extract_invoice"):
+        called(st, tool)
+    assert next_step(st) == ("match_transactions", None)

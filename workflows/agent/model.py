@@ -6,6 +6,7 @@ if the store lost the transcript, the run resends the conversation it keeps in w
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from temporalio import workflow
@@ -48,15 +49,30 @@ MODEL_RETRY = RetryPolicy(
 def next_required(st: AgentState) -> str | None:
     """The first required tool not yet called to a conclusion (ran, denied or failed) as often as
     the procedure asks: once, or once per input item (`required_per_item`)."""
+    step = next_step(st)
+    return step[0] if step is not None else None
+
+
+def next_step(st: AgentState) -> tuple[str, int | None] | None:
+    """The next required call: the tool, and for a per-item tool the index of the item it is for."""
     concluded = [r.tool for r in st.carry.tool_calls if r.outcome in (ToolOutcome.OK, ToolOutcome.DENIED, ToolOutcome.FAILED)]
     if not st.spec.required_per_item:  # the procedure as runs recorded before per-item steps follow it
-        return next((t for t in st.spec.required_tools if t not in concluded), None)
+        tool = next((t for t in st.spec.required_tools if t not in concluded), None)
+        return (tool, None) if tool is not None else None
     asked: dict[str, int] = {}
     for tool in procedure(st):
         asked[tool] = asked.get(tool, 0) + 1
         if asked[tool] > concluded.count(tool):
-            return tool
+            return tool, (asked[tool] - 1 if tool in st.spec.required_per_item else None)
     return None
+
+
+def item_hint(st: AgentState, tool: str, index: int) -> ChatMessage:
+    """Which input item a per-item call is for (measured: without it the local model called the
+    second invoice's steps with the first invoice's reference)."""
+    field = st.spec.required_per_item[tool]
+    items = st.inp.input[field] if st.inp is not None else []
+    return ChatMessage(role="user", content=f"Next: `{tool}` for {field} item {index + 1} of {len(items)}: {json.dumps(items[index])}")
 
 
 def procedure(st: AgentState) -> list[str]:
@@ -86,8 +102,11 @@ async def call_model(st: AgentState, transcript_id: str, offered: list[str]) -> 
     model = st.model()
     st.set_state(RunState.CALLING_MODEL, f"model {model.name}")
     # A procedure (`required_tools`): force each required tool in turn, then ask for the answer as JSON.
-    force = next_required(st)
+    step = next_step(st)
+    force = step[0] if step is not None else None
     final = bool(spec.required_tools) and force is None
+    if step is not None and step[1] is not None:
+        carry.pending.append(item_hint(st, *step))
     if final and not st.answer_asked:
         st.answer_asked = True
         carry.pending.append(ChatMessage(role="user", content=ANSWER_NOW))
