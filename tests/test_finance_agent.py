@@ -99,8 +99,10 @@ async def test_the_scripted_evaluation_gives_the_scripted_figures_and_passes_the
     assert summary["match_precision"] >= 0.9 and summary["match_recall"] >= 0.9 and summary["tool_call_accuracy"] == 1.0
     assert {c.id for c in report.cases if not c.ok} == MISSES
     assert report.passed(cases, BASELINE)
-    posted = [c for c in report.cases if "post_reconciliation:ok" in c.tool_calls]
+    posted = [c for c in report.cases if "post_reconciliation:ok" in c.tool_calls and c.got["matched"]]
     assert posted and all(c.got["batch_id"].startswith("REC-") for c in posted)
+    nothing = [c for c in report.cases if not c.got["matched"]]  # an empty posting writes no batch
+    assert nothing and all(c.got["batch_id"] is None for c in nothing)
     for c in report.cases:  # the totals add up in every answer
         assert round(c.got["matched_total"] + c.got["unmatched_total"], 2) == round(c.got["invoice_total"], 2), c.id
 
