@@ -18,9 +18,9 @@ beside it for the audit trail.
 from __future__ import annotations
 
 import asyncio
-import logging
 import hashlib
 import json
+import logging
 import os
 from datetime import datetime, timezone
 
@@ -147,6 +147,10 @@ def _refuse_undeclared_figures(args: PostReconciliationArgs) -> None:
     raise ApplicationError(problem, type=TOOL_FAILED, non_retryable=True)
 
 
+def _readable(readings: list[ExtractedInvoice]) -> list[Invoice]:
+    return [e.invoice for e in readings if e.invoice is not None]
+
+
 class FinanceActivities:
     """Finance tool activities bound to a SQL store and a document store."""
 
@@ -214,7 +218,7 @@ class FinanceActivities:
 
     def _extracted(self, ctx: ToolContext) -> list[Invoice]:
         """The invoices this run extracted (unreadable documents left out)."""
-        return [e.invoice for e in self._readings(ctx) if e.invoice is not None]
+        return _readable(self._readings(ctx))
 
     @activity.defn(name=REPORT_RECONCILIATION.activity_name)
     async def report_reconciliation(self, ctx: ToolContext, args: ReportReconciliationArgs) -> ReconciliationReport:
@@ -222,11 +226,8 @@ class FinanceActivities:
 
     def _report(self, ctx: ToolContext, args: ReportReconciliationArgs) -> ReconciliationReport:
         readings = self._readings(ctx)
-        invoices = [e.invoice for e in readings if e.invoice is not None]
         transactions = self._read_statement(ReadStatementArgs(document=args.statement)).transactions
-        pairs = matching.match(invoices, transactions) if invoices else MatchResult(
-            matches=[], ambiguous=[], unmatched_invoices=[], unmatched_transactions=[t.transaction_id for t in transactions]
-        )  # fmt: skip
+        pairs = matching.match(_readable(readings), transactions)  # no invoices: every transaction unmatched
         # The batch that posts exactly these pairs (by its key: posted once, by whichever run came first).
         posted = self._batch(engine_for(self._db_url), pairs_key(ctx.tenant, args.statement, pairs.matches)) if pairs.matches else None
         return report.compose(readings, pairs, posted.batch_id if posted else None)
