@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from itertools import groupby
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -79,20 +80,10 @@ def procedure(st: AgentState) -> list[str]:
     """The required calls in order, per-item tools repeated item by item (consecutive ones interleaved)."""
     spec, given = st.spec, (st.inp.input if st.inp is not None else {})
     steps: list[str] = []
-    tools = spec.required_tools
-    i = 0
-    while i < len(tools):
-        field = spec.required_per_item.get(tools[i])
-        if field is None:
-            steps.append(tools[i])
-            i += 1
-            continue
-        group = [tools[i]]
-        while i + len(group) < len(tools) and spec.required_per_item.get(tools[i + len(group)]) == field:
-            group.append(tools[i + len(group)])
-        items = given.get(field) if isinstance(given, dict) else None
-        steps.extend(group * len(items if isinstance(items, list) else []))
-        i += len(group)
+    for field, run in groupby(spec.required_tools, key=spec.required_per_item.get):
+        group = list(run)
+        items = given.get(field) if field is not None and isinstance(given, dict) else None
+        steps.extend(group if field is None else group * len(items if isinstance(items, list) else []))
     return steps
 
 
